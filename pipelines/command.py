@@ -1,0 +1,99 @@
+"""Shared command-line plumbing for every job.
+
+Each job module declares a :class:`Job` (its config model, a description with
+an example, and a ``run`` function); this module turns it into an argparse
+parser whose flags are generated from the config's fields, loads the config
+(``--config FILE.yaml``, flags, ``key=value`` overrides), and runs it with
+clear errors instead of tracebacks. The same parser serves ``demoscope JOB``
+and ``python -m demoscope.pipelines.JOB``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from demoscope.config.loading import load_config
+from demoscope.errors import DemoscopeError
+
+COMMON_HELP = """\
+common options:
+  --config FILE.yaml     load settings from YAML (flags and key=value override it)
+  key=value ...          override any setting; nested keys as a.b=value
+  --address ADDR         attach to a Ray cluster (default: RAY_ADDRESS, else a local loopback Ray)
+  -v, --verbose          show Ray's own logs and progress bars
+"""
+
+
+@dataclass
+class Job:
+    """A runnable job: ``run(config, address, verbose) -> exit code``."""
+
+    name: str
+    description: str
+    config: type[BaseModel]
+    run: Callable[[Any, str | None, bool], int]
+    flags: dict[str, str] | None = None  # field -> flag name, where it differs from --field-name
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    """(element type, is_list) of a field annotation, unwrapping Optional."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0]
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0], True
+    return annotation, False
+
+
+def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Add the job's flags (one per config field) and the common options to ``parser``."""
+    parser = parser or argparse.ArgumentParser(prog=f"demoscope {job.name}")
+    parser.description = job.description
+    parser.epilog = COMMON_HELP
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    for name, field in job.config.model_fields.items():
+        flag = (job.flags or {}).get(name, "--" + name.replace("_", "-"))
+        kind, is_list = _base_type(field.annotation)
+        default = field.default if not is_list else None
+        text = field.description or name
+        if default is not None:
+            text += f" (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif is_list:
+            parser.add_argument(flag, dest=name, action="append", type=kind, default=None, metavar=name.upper().rstrip("S"), help=text + "; repeatable")
+        else:
+            parser.add_argument(flag, dest=name, type=kind if kind in (int, float) else str, default=None, metavar=name.upper(), help=text)
+    parser.add_argument("--config", dest="_config", metavar="FILE.yaml", help=argparse.SUPPRESS)
+    parser.add_argument("--address", dest="_address", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("-v", "--verbose", dest="_verbose", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=argparse.SUPPRESS)
+    return parser
+
+
+def run_parsed(job: Job, args: argparse.Namespace) -> int:
+    """Load the config from parsed arguments and run the job; user errors exit 2 with a message."""
+    flags = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "overrides" and k != "func"}
+    try:
+        config = load_config(job.config, args._config, flags, args.overrides)
+        return job.run(config, args._address, args._verbose)
+    except DemoscopeError as exc:
+        print(f"demoscope {job.name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"demoscope {job.name}: interrupted; no partial output was written", file=sys.stderr)
+        return 130
+
+
+def main_for(job: Job, argv: list[str] | None = None) -> int:
+    """Entry point for ``python -m demoscope.pipelines.<job>``."""
+    parser = build_parser(job, argparse.ArgumentParser(prog=f"python -m demoscope.pipelines.{job.name.replace('-', '_')}"))
+    return run_parsed(job, parser.parse_intermixed_args(argv))

@@ -1,0 +1,53 @@
+"""The ``demoscope`` command: one subcommand per job.
+
+Job modules are imported only when their subcommand runs, so ``--help`` is
+instant and Ray starts only for jobs that need it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> module under demoscope.pipelines that defines JOB
+JOBS = {
+    "aggregate": "aggregate",
+    "synth-survey": "synth_survey",
+    "demo": "demo",
+}
+
+SUMMARIES = {
+    "aggregate": "survey files -> weighted distributions per question and subpopulation",
+    "synth-survey": "write a seeded synthetic survey world (ATP .sav waves + a GSS .dta)",
+    "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, report",
+}
+
+DESCRIPTION = """\
+Demoscope measures, steers and audits what language models believe people think.
+
+Every job also runs as `python -m demoscope.pipelines.<job>` (for `ray job submit`).
+Run `demoscope <job> --help` for what a job reads, writes, and an example.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="demoscope", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="job", metavar="JOB")
+    for name, summary in SUMMARIES.items():
+        sub.add_parser(name, help=summary, add_help=False)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in JOBS:
+        parser.parse_args(argv or ["--help"])  # prints help or "invalid choice" and exits
+        return 2
+    from demoscope.pipelines.command import build_parser, run_parsed
+
+    job = importlib.import_module(f"demoscope.pipelines.{JOBS[argv[0]]}").JOB
+    job_parser = build_parser(job, argparse.ArgumentParser(prog=f"demoscope {argv[0]}"))
+    return run_parsed(job, job_parser.parse_intermixed_args(argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""One pydantic config per job. Field docs double as the ``--help`` text of their flags."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AggregateConfig(JobConfig):
+    """Survey files -> weighted answer distributions per (question, subpopulation)."""
+
+    inputs: list[str] = Field(default_factory=list, description="survey files (.sav/.dta/.csv/.parquet) or folders of them")
+    out: str = Field("runs/aggregate", description="output folder")
+    subpopulations: str = Field("22", description="'22' or '61' (SubPOP's tables) or a CSV with attribute,group")
+    codebook: str | None = Field(None, description="codebook JSON in SubPOP's refined_qkey_dict.json format")
+    spec: str | None = Field(None, description="survey spec YAML for surveys other than Pew ATP / GSS")
+    questions: list[str] | None = Field(None, description="only these question keys (default: every question)")
+    keep_going: bool = Field(False, description="exit 0 even when a whole file failed")
+    progress: bool = Field(True, description="show a progress bar")
+
+
+class SynthSurveyConfig(JobConfig):
+    """A seeded synthetic survey world: ATP-style .sav waves and a GSS-style .dta."""
+
+    out: str = Field("runs/synthetic", description="output folder")
+    waves: int = Field(4, ge=1, description="number of ATP waves")
+    respondents: int = Field(2000, ge=10, description="respondents per file")
+    seed: int = Field(0, description="random seed (same seed, same world)")
+    gss: bool = Field(True, description="also write a GSS-style GSS2022.dta")
+    questions_per_wave: int | None = Field(None, ge=1, description="cap on questions per file")
+
+
+class DemoConfig(JobConfig):
+    """The end-to-end demo: synthesise, aggregate on Ray, report."""
+
+    out: str = Field("runs/demo", description="output folder")
+    waves: int = Field(6, ge=1, description="synthetic ATP waves")
+    respondents: int = Field(3000, ge=100, description="respondents per wave")
+    seed: int = Field(7, description="random seed")

@@ -1,0 +1,332 @@
+"""Weighted answer distributions per (question, subpopulation), file by file.
+
+The work splits into three pure steps so that a Ray layer can run the first in
+parallel and stream the rest:
+
+1. :func:`reduce_file` reads one file and reduces it to *partial weighted
+   counts*: for every (question, option slot, group), the sums of weights,
+   squared weights and respondents. No loop over (question, group) pairs: one
+   sparse (slots x respondents) matrix times the dense (respondents x groups)
+   membership matrix gives every count at once.
+2. :class:`CountAccumulator` adds partials from many files (sums are
+   associative, so any combine order gives the same result).
+3. :func:`finalize` turns summed counts into SubPOP's rows: ``responses``
+   renormalised over the non-refusal options, ``refusal_rate``, respondent
+   count ``n``, Kish's effective sample size ``n_eff`` and ``weight_sum``.
+
+Conventions (SubPOP, ``reference/subpop.md`` §1): respondents with a missing
+answer are dropped; a NaN weight counts as 0 (and the respondent is not
+counted in ``n``); the last option is the refusal option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from demoscope.errors import SurveyFormatError
+from demoscope.surveys.metadata import CodebookEntry, Subpopulation, load_codebook
+from demoscope.surveys.plan import FilePlan, Issue, plan_file
+from demoscope.surveys.readers import read_columns, read_meta
+from demoscope.surveys.spec import BUILTIN_SPECS, SurveySpec, detect_spec, load_spec
+
+COUNT_COLUMNS = ["qkey", "slot", "attribute", "group", "w", "w2", "n"]
+QUESTION_COLUMNS = ["qkey", "question", "options", "ordinal", "source"]
+OUTPUT_COLUMNS = [
+    "qkey", "attribute", "group", "question", "options", "responses",
+    "refusal_rate", "ordinal", "n", "n_eff", "weight_sum", "source",
+]
+
+
+@dataclass
+class FilePartial:
+    """What one file contributes: partial counts, question metadata, and what was skipped."""
+
+    path: str
+    respondents: int = 0
+    counts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COUNT_COLUMNS))
+    questions: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=QUESTION_COLUMNS))
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(issue.fatal for issue in self.issues)
+
+
+@dataclass
+class AggregateInputs:
+    """Everything a file reduction needs besides the file: small, picklable, built once."""
+
+    subpopulations: list[Subpopulation]
+    specs: list[SurveySpec]  # tried in order for detection
+    forced_spec: SurveySpec | None = None  # --spec: applies to every file
+    user_codebook: dict[str, CodebookEntry] = field(default_factory=dict)
+    only_questions: set[str] | None = None
+    builtin_codebooks: dict[str, dict[str, CodebookEntry]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        subpopulations: list[Subpopulation],
+        spec_path: str | None = None,
+        codebook_path: str | None = None,
+        questions: list[str] | None = None,
+    ) -> "AggregateInputs":
+        """Load specs and codebooks once (the driver does this, workers reuse it)."""
+        builtin = [load_spec(name) for name in BUILTIN_SPECS]
+        forced = load_spec(spec_path) if spec_path else None
+        specs = [forced] if forced else builtin
+        books = {}
+        for spec in specs:
+            if spec.codebook and spec.codebook not in books:
+                books[spec.codebook] = load_codebook(spec.codebook)
+        return cls(
+            subpopulations=subpopulations,
+            specs=specs,
+            forced_spec=forced,
+            user_codebook=load_codebook(codebook_path) if codebook_path else {},
+            only_questions=set(questions) if questions else None,
+            builtin_codebooks=books,
+        )
+
+    def codebook_for(self, spec: SurveySpec) -> dict[str, CodebookEntry]:
+        return {**self.builtin_codebooks.get(spec.codebook or "", {}), **self.user_codebook}
+
+
+def membership(frame: pd.DataFrame, plan: FilePlan) -> np.ndarray:
+    """Respondents x groups 0/1 matrix (float) from each group's (column, codes) conditions."""
+    matrix = np.zeros((len(frame), len(plan.groups)), dtype=np.float64)
+    for j, group in enumerate(plan.groups):
+        member = np.zeros(len(frame), dtype=bool)
+        for column, codes in group.conditions:
+            member |= np.isin(frame[column].to_numpy(), codes)
+        matrix[:, j] = member
+    return matrix
+
+
+def reduce_file(path: str | Path, inputs: AggregateInputs) -> FilePartial:
+    """Reduce one survey file to partial weighted counts. Never raises for bad input.
+
+    A file that cannot be used at all comes back with a fatal :class:`Issue`;
+    parts that cannot be used (a question, a group) come back as non-fatal ones.
+    """
+    partial = FilePartial(path=str(path))
+    try:
+        meta = read_meta(path)
+        spec = inputs.forced_spec or detect_spec(meta.columns, inputs.specs)
+        if spec is None:
+            raise SurveyFormatError(
+                path,
+                "not a recognised survey: no Pew ATP weight column (WEIGHT_W<wave>) and no GSS weight "
+                "(wtssnrps); describe it with a survey spec YAML (--spec)",
+            )
+        plan = plan_file(meta, spec, inputs.subpopulations, inputs.codebook_for(spec), inputs.only_questions)
+        partial.issues.extend(plan.issues)
+        frame = read_columns(meta, plan.columns)
+        partial.respondents = len(frame)
+        _count(frame, plan, partial)
+    except SurveyFormatError as exc:
+        partial.issues.append(Issue(exc.path, exc.reason, exc.column, fatal=True))
+    except Exception as exc:  # noqa: BLE001 - one odd file must not sink the others
+        partial.issues.append(Issue(str(path), f"unexpected error: {type(exc).__name__}: {exc}", fatal=True))
+    return partial
+
+
+def _count(frame: pd.DataFrame, plan: FilePlan, partial: FilePartial) -> None:
+    path = partial.path
+    weights = frame[plan.weight_column].to_numpy()
+    if np.nanmin(weights, initial=0.0) < 0:
+        raise SurveyFormatError(path, "holds negative weights; expected weights >= 0", plan.weight_column)
+    has_weight = ~np.isnan(weights)
+    weights = np.where(has_weight, weights, 0.0)
+    groups = membership(frame, plan)
+    for j, group in enumerate(plan.groups):
+        if not groups[:, j].any():
+            columns = ", ".join(c for c, _ in group.conditions)
+            sub = group.subpopulation
+            partial.issues.append(Issue(path, f"group {sub.attribute}={sub.group!r} has no respondents", columns))
+
+    # Map every (respondent, question) answer to a global option-slot id.
+    rows, slots, offset, questions, slot_keys = [], [], 0, [], []
+    for question in plan.questions:
+        answers = frame[question.qkey].to_numpy()
+        answered = ~np.isnan(answers)
+        slot = pd.Index(question.slot_codes).get_indexer(answers[answered])
+        if (slot < 0).any():
+            unknown = sorted(set(answers[answered][slot < 0].tolist()))
+            partial.issues.append(Issue(
+                path,
+                f"answer code(s) {', '.join(f'{c:g}' for c in unknown[:5])} have no value label "
+                f"(labelled codes: {', '.join(f'{c:g}' for c in question.slot_codes if c == c)}); question skipped",
+                question.qkey,
+            ))
+            continue
+        rows.append(np.flatnonzero(answered))
+        slots.append(slot + offset)
+        offset += len(question.slot_codes)
+        slot_keys.extend((question.qkey, k) for k in range(len(question.slot_codes)))
+        questions.append(question)
+    if not questions:
+        raise SurveyFormatError(path, "no question could be aggregated")
+
+    resp = np.concatenate(rows)
+    slot_ids = np.concatenate(slots)
+    shape = (offset, len(frame))
+
+    def summed(values: np.ndarray) -> np.ndarray:
+        return np.asarray(sparse.csr_matrix((values, (slot_ids, resp)), shape=shape) @ groups)
+
+    w, w2, n = summed(weights[resp]), summed(weights[resp] ** 2), summed(has_weight[resp].astype(np.float64))
+    keys = pd.MultiIndex.from_tuples(slot_keys, names=["qkey", "slot"])
+    attrs = [g.subpopulation.attribute for g in plan.groups]
+    names = [g.subpopulation.group for g in plan.groups]
+    long = pd.DataFrame({
+        "qkey": np.repeat(keys.get_level_values(0), len(attrs)),
+        "slot": np.repeat(keys.get_level_values(1), len(attrs)),
+        "attribute": np.tile(attrs, offset),
+        "group": np.tile(names, offset),
+        "w": w.ravel(), "w2": w2.ravel(), "n": n.ravel(),
+    })
+    partial.counts = long[long["n"] > 0].reset_index(drop=True)
+    partial.questions = pd.DataFrame({
+        "qkey": [q.qkey for q in questions],
+        "question": [q.question for q in questions],
+        "options": [q.options for q in questions],
+        "ordinal": [q.ordinal for q in questions],
+        "source": Path(path).name,
+    })
+
+
+class CountAccumulator:
+    """Adds file partials; memory stays at one consolidated table plus a few pending partials."""
+
+    def __init__(self, consolidate_every: int = 8):
+        self._pending: list[pd.DataFrame] = []
+        self._total: pd.DataFrame | None = None
+        self._questions: dict[str, dict] = {}
+        self.issues: list[Issue] = []
+        self.files = 0
+        self.failed_files: list[str] = []
+        self.respondents = 0
+        self._every = consolidate_every
+
+    def add(self, partial: FilePartial) -> None:
+        self.files += 1
+        self.issues.extend(partial.issues)
+        if partial.failed:
+            self.failed_files.append(partial.path)
+            return
+        self.respondents += partial.respondents
+        counts = partial.counts
+        for row in partial.questions.itertuples(index=False):
+            seen = self._questions.get(row.qkey)
+            if seen is None:
+                self._questions[row.qkey] = row._asdict()
+            elif list(seen["options"]) != list(row.options):
+                self.issues.append(Issue(
+                    partial.path,
+                    f"options {list(row.options)} differ from {list(seen['options'])} in {seen['source']}; "
+                    "this file's answers to it were skipped",
+                    row.qkey,
+                ))
+                counts = counts[counts["qkey"] != row.qkey]
+            elif row.source not in seen["source"].split(";"):
+                seen["source"] = f"{seen['source']};{row.source}"
+        self._pending.append(counts)
+        if len(self._pending) >= self._every:
+            self._consolidate()
+
+    def _consolidate(self) -> None:
+        frames = ([self._total] if self._total is not None else []) + self._pending
+        frames = [f for f in frames if len(f)]
+        self._pending = []
+        if frames:
+            self._total = (
+                pd.concat(frames, ignore_index=True)
+                .groupby(["qkey", "slot", "attribute", "group"], sort=False, as_index=False)[["w", "w2", "n"]]
+                .sum()
+            )
+
+    def counts(self) -> pd.DataFrame:
+        self._consolidate()
+        return self._total if self._total is not None else pd.DataFrame(columns=COUNT_COLUMNS)
+
+    def questions(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self._questions.values()), columns=QUESTION_COLUMNS)
+
+
+def finalize(
+    counts: pd.DataFrame, questions: pd.DataFrame, subpopulations: list[Subpopulation]
+) -> tuple[pd.DataFrame, list[Issue]]:
+    """Summed counts -> one row per (question, subpopulation) with SubPOP's columns.
+
+    Rows come out sorted by question key, then in the subpopulation table's
+    order. Pairs with no respondents (or only refusals) are left out and
+    reported as Issues.
+    """
+    issues: list[Issue] = []
+    if counts.empty:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS), issues
+    questions = questions.sort_values("qkey").reset_index(drop=True)
+    sizes = questions["options"].map(len).to_numpy()
+    order = {(s.attribute, s.group): i for i, s in enumerate(subpopulations)}
+    pairs = counts[["attribute", "group"]].drop_duplicates()
+    pairs = pairs.assign(rank=[order.get(k, len(order)) for k in zip(pairs["attribute"], pairs["group"])])
+    pairs = pairs.sort_values("rank", kind="stable")[["attribute", "group"]].reset_index(drop=True)
+
+    # Dense (question x group x slot) weight tensor, padded to the widest question.
+    width = int(sizes.max())
+    qi = pd.Index(questions["qkey"]).get_indexer(counts["qkey"])
+    gi = pd.MultiIndex.from_frame(pairs).get_indexer(pd.MultiIndex.from_frame(counts[["attribute", "group"]]))
+    keep = (qi >= 0) & (gi >= 0)
+    shape = (len(questions), len(pairs), width)
+    w = np.zeros(shape)
+    np.add.at(w, (qi[keep], gi[keep], counts["slot"].to_numpy()[keep].astype(int)), counts["w"].to_numpy()[keep])
+    totals = pd.DataFrame({"qi": qi, "gi": gi, "w2": counts["w2"], "n": counts["n"]})[keep]
+    totals = totals.groupby(["qi", "gi"])[["w2", "n"]].sum()
+    w2 = np.zeros(shape[:2])
+    n = np.zeros(shape[:2])
+    idx = (totals.index.get_level_values(0), totals.index.get_level_values(1))
+    w2[idx], n[idx] = totals["w2"].to_numpy(), totals["n"].to_numpy()
+
+    weight_sum = w.sum(axis=2)
+    refusal_slot = sizes - 1
+    refused = np.take_along_axis(w, refusal_slot[:, None, None].repeat(len(pairs), 1), axis=2)[..., 0]
+    answered = weight_sum - refused
+    empty = weight_sum <= 0
+    only_refused = ~empty & (answered <= 0)
+    if empty.any():
+        q, g = np.nonzero(empty)
+        per_group = pd.Series([f"{pairs.attribute[j]}={pairs.group[j]}" for j in g]).value_counts()
+        detail = ", ".join(f"{k} ({v} questions)" for k, v in per_group.head(6).items())
+        issues.append(Issue("(all files)", f"{len(q)} (question, group) pairs had no respondents and were left out: {detail}"))
+    if only_refused.any():
+        q, g = np.nonzero(only_refused)
+        issues.append(Issue("(all files)", f"{len(q)} (question, group) pairs had only refusals and were left out"))
+
+    q_idx, g_idx = np.nonzero(~empty & ~only_refused)
+    rows_w = w[q_idx, g_idx]
+    total = weight_sum[q_idx, g_idx]
+    k = sizes[q_idx]
+    responses = [
+        (row[: size - 1] / row[: size - 1].sum()).tolist() for row, size in zip(rows_w, k)
+    ]
+    out = pd.DataFrame({
+        "qkey": questions["qkey"].to_numpy()[q_idx],
+        "attribute": pairs["attribute"].to_numpy()[g_idx],
+        "group": pairs["group"].to_numpy()[g_idx],
+        "question": questions["question"].to_numpy()[q_idx],
+        "options": [list(questions["options"].iat[i]) for i in q_idx],
+        "responses": responses,
+        "refusal_rate": refused[q_idx, g_idx] / total,
+        "ordinal": [list(questions["ordinal"].iat[i]) for i in q_idx],
+        "n": n[q_idx, g_idx].astype(np.int64),
+        "n_eff": total**2 / w2[q_idx, g_idx],
+        "weight_sum": total,
+        "source": questions["source"].to_numpy()[q_idx],
+    })
+    return out[OUTPUT_COLUMNS], issues

@@ -1,0 +1,115 @@
+"""Read survey microdata with its labels: SPSS ``.sav``, Stata ``.dta``, CSV, Parquet.
+
+SPSS and Stata files are read with pyreadstat exactly as SubPOP reads them (no
+options: system- and user-missing values become NaN, codes stay numeric).
+Every failure becomes a :class:`~demoscope.errors.SurveyFormatError` that
+names the file, never a library traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from demoscope.errors import SurveyFormatError
+
+SURVEY_SUFFIXES = (".sav", ".zsav", ".dta", ".csv", ".parquet")
+
+
+@dataclass
+class SurveyMeta:
+    """Column names, value labels (code -> label, in code order) and column labels."""
+
+    path: Path
+    columns: list[str]
+    value_labels: dict[str, dict[float, str]] = field(default_factory=dict)
+    column_labels: dict[str, str] = field(default_factory=dict)
+
+
+def _reader(path: Path):
+    import pyreadstat
+
+    suffix = path.suffix.lower()
+    if suffix in (".sav", ".zsav"):
+        return pyreadstat.read_sav
+    if suffix == ".dta":
+        return pyreadstat.read_dta
+    return None
+
+
+def _sorted_labels(labels: dict) -> dict[float, str]:
+    """Value labels keyed by float code in ascending order (SPSS and Stata agree on this)."""
+    out = {}
+    for code, label in labels.items():
+        try:
+            out[float(code)] = str(label)
+        except (TypeError, ValueError):
+            continue  # Stata extended-missing labels (".d") are not answer codes
+    return dict(sorted(out.items()))
+
+
+def read_meta(path: str | Path) -> SurveyMeta:
+    """Read only a file's metadata (cheap for SPSS and Stata; CSV/Parquet read the header)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SurveyFormatError(path, "file not found")
+    read = _reader(path)
+    try:
+        if read is not None:
+            _, meta = read(str(path), metadataonly=True)
+            column_labels = dict(zip(meta.column_names, meta.column_labels or []))
+            return SurveyMeta(
+                path=path,
+                columns=list(meta.column_names),
+                value_labels={c: _sorted_labels(v) for c, v in meta.variable_value_labels.items()},
+                column_labels={c: str(l) for c, l in column_labels.items() if l},
+            )
+        if path.suffix.lower() == ".csv":
+            return SurveyMeta(path=path, columns=list(pd.read_csv(path, nrows=0).columns))
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return SurveyMeta(path=path, columns=list(pq.read_schema(path).names))
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
+        raise SurveyFormatError(path, f"cannot be read as a {path.suffix} survey file ({_describe(exc)})") from None
+    raise SurveyFormatError(path, f"unsupported file type {path.suffix!r}; expected one of {', '.join(SURVEY_SUFFIXES)}")
+
+
+def read_columns(meta: SurveyMeta, columns: list[str]) -> pd.DataFrame:
+    """Read ``columns`` of the file as float64 codes (NaN = missing).
+
+    Stata integer columns with missing values come back from pyreadstat as
+    Python ints mixed with NaN (object dtype); they are cast here so that
+    answers are never silently lost.
+    """
+    path = meta.path
+    read = _reader(path)
+    try:
+        if read is not None:
+            frame, _ = read(str(path), usecols=columns)
+        elif path.suffix.lower() == ".csv":
+            frame = pd.read_csv(path, usecols=columns)
+        else:
+            frame = pd.read_parquet(path, columns=columns)
+    except Exception as exc:  # noqa: BLE001
+        raise SurveyFormatError(path, f"cannot be read ({_describe(exc)})") from None
+    out = {}
+    for column in columns:
+        values = frame[column]
+        if values.dtype.kind not in "fiub":
+            numeric = pd.to_numeric(values, errors="coerce")
+            bad = values.notna() & numeric.isna()
+            if bad.any():
+                example = values[bad].iloc[0]
+                raise SurveyFormatError(path, f"holds non-numeric value {example!r}; expected numeric codes", column)
+            values = numeric
+        out[column] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.DataFrame(out)
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

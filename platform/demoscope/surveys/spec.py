@@ -105,6 +105,17 @@ class SurveySpec(BaseModel):
 BUILTIN_SPECS = ("atp", "gss")
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 reads Yes/No/On/Off as booleans; answer labels are text, so only true/false are."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_SpecLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
 def load_spec(source: str | Path) -> SurveySpec:
     """Load a built-in spec by name (``atp``, ``gss``) or a spec YAML by path."""
     if str(source) in BUILTIN_SPECS:
@@ -117,7 +128,7 @@ def load_spec(source: str | Path) -> SurveySpec:
             raise SpecError(f"cannot read survey spec {source}: {exc.strerror or exc}") from None
         where = f"survey spec {source}"
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SpecLoader)
         return SurveySpec.model_validate(data)
     except yaml.YAMLError as exc:
         raise SpecError(f"{where} is not valid YAML: {exc}") from None

@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+# Everything local stays on loopback (see README, "Stack"); the code sets these too.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER = 0
+export RAY_AUTH_MODE = token
+export GLOO_SOCKET_IFNAME = lo
+export HF_HUB_OFFLINE = 1
+export RAY_USAGE_STATS_ENABLED = 0
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+# CPU environment: constraints pin torch to the local CPU wheel (unpinned, pip
+# would pull a multi-GB CUDA build). GPU nodes use the `gpu` extra instead.
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints-cpu.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/demoscope demo --out runs/demo
+
+test: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-all: install
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) bench/aggregate.py
+
+clean:
+	rm -rf runs bench/out .pytest_cache

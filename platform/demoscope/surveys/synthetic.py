@@ -1,0 +1,450 @@
+"""A seeded synthetic survey world with a known truth.
+
+:func:`generate_world` writes Pew ATP-style SPSS waves (``ATP W26.sav`` ...) and
+a GSS-style Stata file (``GSS2022.dta``) with the real question keys, texts and
+options of the shipped SubPOP codebooks, real column names, codes, labels,
+refusals, skips and weights, plus the true distribution of every question in
+SubPOP's 22 groups: readers and aggregation can be tested end to end.
+
+Opinion model: each respondent answers question ``q`` with probabilities
+``softmax(base_q + sum over attributes a of effect_q[a][value of a])``. Party
+and ideology effects are strong and point the same way (a left-right lean);
+the other attributes are weak. On ordinal questions every effect is a slope
+along the ordinal axis, so "more conservative" means "further along the scale".
+Parameters are drawn from ``(seed, question stem)``, so a question asked in
+two waves has one model. Refusals and skips are independent of opinions, and
+weights are independent of everything, so weighted estimates are unbiased.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from demoscope.io import atomic_write, atomic_write_text
+
+REFUSED = 99
+FIRST_EXTRA_WAVE = 1001  # wave numbers past the 14 real OpinionQA waves
+REFERENCE_SIZE = 100_000  # people behind the truth: even a 2% group holds ~2,000 of them
+ATP_REFUSE_P, ATP_SKIP_P, GSS_SKIP_P, DEMOGRAPHIC_REFUSE_P, WEIGHT_MISSING_P = 0.02, 0.05, 0.05, 0.01, 0.01
+
+# Pew ATP demographics: column -> (column label, value labels for codes 1..n, marginal, lean).
+# A marginal of None means the column is drawn conditionally (see _atp_people);
+# lean places a value on a left (-1) .. right (+1) axis and marks a strong attribute.
+_ATP_DEMOGRAPHICS: dict[str, tuple[str, list[str], list[float] | None, dict[int, float] | None]] = {
+    "F_AGECAT": ("Age category", ["18-29", "30-49", "50-64", "65+"], [0.21, 0.33, 0.25, 0.21], None),
+    "F_SEX": ("Sex", ["Male", "Female"], [0.49, 0.51], None),
+    "F_EDUCCAT2": ("Education", ["Less than high school", "High school graduate", "Some college, no degree",
+                                 "Associate's degree", "College graduate/some post grad", "Postgraduate"],
+                   [0.09, 0.27, 0.20, 0.10, 0.20, 0.14], None),
+    "F_CREGION": ("Census region", ["Northeast", "Midwest", "South", "West"], [0.17, 0.21, 0.38, 0.24], None),
+    "F_PARTY_FINAL": ("Party", ["Republican", "Democrat", "Independent", "Something else"],
+                      [0.30, 0.33, 0.28, 0.09], {1: 1.0, 2: -1.0}),
+    "F_IDEO": ("Ideology", ["Very conservative", "Conservative", "Moderate", "Liberal", "Very liberal"],
+               None, {1: 1.0, 2: 0.5, 4: -0.5, 5: -1.0}),
+    "F_INCOME": ("Family income", ["Less than $10,000", "$10,000 to less than $20,000",
+                                   "$20,000 to less than $30,000", "$30,000 to less than $40,000",
+                                   "$40,000 to less than $50,000", "$50,000 to less than $75,000",
+                                   "$75,000 to less than $100,000", "$100,000 to less than $150,000",
+                                   "$150,000 or more"], None, None),
+    "F_RELIG": ("Religion", ["Protestant", "Roman Catholic", "Mormon (Church of Jesus Christ of Latter-day Saints)",
+                             "Orthodox (such as Greek, Russian, or some other Orthodox church)", "Jewish", "Muslim",
+                             "Buddhist", "Hindu", "Atheist", "Agnostic", "Other", "Nothing in particular"],
+                [0.38, 0.20, 0.02, 0.01, 0.025, 0.02, 0.01, 0.02, 0.05, 0.055, 0.02, 0.19], None),
+    "F_RACETHNMOD": ("Race/ethnicity", ["White non-Hispanic", "Black non-Hispanic", "Hispanic", "Other",
+                                        "Asian non-Hispanic"], [0.62, 0.12, 0.16, 0.04, 0.06], None),
+    "F_CITIZEN": ("U.S. citizen", ["Yes", "No"], [0.93, 0.07], None),
+    "F_MARITAL": ("Marital status", ["Married", "Living with a partner", "Divorced", "Separated", "Widowed",
+                                     "Never been married"], [0.50, 0.08, 0.11, 0.02, 0.06, 0.23], None),
+    "F_ATTEND": ("Religious service attendance", ["More than once a week", "Once a week", "Once or twice a month",
+                                                  "A few times a year", "Seldom", "Never"],
+                 [0.06, 0.18, 0.10, 0.16, 0.24, 0.26], None),
+}
+# Rows: F_PARTY_FINAL code 1..4; columns: F_IDEO code 1..5 (Republicans mostly conservative, ...).
+_IDEO_GIVEN_PARTY = [[0.30, 0.45, 0.20, 0.04, 0.01], [0.02, 0.08, 0.35, 0.38, 0.17],
+                     [0.06, 0.22, 0.45, 0.19, 0.08], [0.08, 0.20, 0.40, 0.20, 0.12]]
+# Rows: education tier (no degree / some college / college+); columns: F_INCOME code 1..9.
+_INCOME_GIVEN_TIER = [[0.12, 0.14, 0.13, 0.12, 0.10, 0.17, 0.10, 0.08, 0.04],
+                      [0.06, 0.08, 0.09, 0.10, 0.09, 0.19, 0.15, 0.15, 0.09],
+                      [0.02, 0.03, 0.04, 0.05, 0.06, 0.14, 0.15, 0.23, 0.28]]
+_EDUC_TIER = np.array([0, 0, 0, 1, 1, 2, 2])  # indexed by F_EDUCCAT2 code
+
+_INCOME16_FLOORS = [0, 1000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12500, 15000, 17500, 20000, 22500,
+                    25000, 30000, 35000, 40000, 50000, 60000, 75000, 90000, 110000, 130000, 150000, 170000]
+_RACEACS = ["white", "black or african american", "american indian or alaska native", "asian indian", "chinese",
+            "filipino", "japanese", "korean", "vietnamese", "other asian", "native hawaiian",
+            "guamanian or chamorro", "samoan", "other pacific islander", "some other race", "hispanic"]
+_RELIG = ["protestant", "catholic", "jewish", "none", "other", "buddhism", "hinduism", "other eastern religions",
+          "muslim/islam", "orthodox-christian", "christian", "native american", "inter-nondenominational"]
+# GSS demographics: column -> (column label, {code: label}, lean or None); the sampler is _gss_people.
+_GSS_DEMOGRAPHICS: dict[str, tuple[str, dict[int, str], dict[int, float] | None]] = {
+    "region": ("region of interview", dict(enumerate(
+        ["new england", "middle atlantic", "e. nor. central", "w. nor. central", "south atlantic",
+         "e. sou. central", "w. sou. central", "mountain", "pacific"], start=1)), None),
+    "educ": ("highest year of school completed", {y: f"{y} years" for y in range(21)}, None),
+    "sexnow1": ("r's current gender", {1: "male", 2: "female", 3: "transgender"}, None),
+    "polviews": ("think of self as liberal or conservative", dict(enumerate(
+        ["extremely liberal", "liberal", "slightly liberal", "moderate, middle of the road",
+         "slightly conservative", "conservative", "extremely conservative"], start=1)),
+        {v: (v - 4) / 3 for v in range(1, 8)}),
+    "income16": ("total family income", {i + 1: f"${lo:,} to {hi - 1:,}" for i, (lo, hi) in
+                                         enumerate(zip(_INCOME16_FLOORS, _INCOME16_FLOORS[1:]))}
+                 | {1: "under $1,000", 26: "$170,000 or over"}, None),
+    "partyid": ("political party affiliation", dict(enumerate(
+        ["strong democrat", "not very strong democrat", "independent, close to democrat",
+         "independent (neither, no response)", "independent, close to republican",
+         "not very strong republican", "strong republican", "other party"])),
+        {v: (v - 3) / 3 for v in range(7)}),
+    **{f"raceacs{k}": (f"r is {name}", {0: "not mentioned", 1: "mentioned"}, None)
+       for k, name in enumerate(_RACEACS, start=1)},
+    "relig": ("r's religious preference", dict(enumerate(_RELIG, start=1)), None),
+}
+
+# SubPOP's 22 groups (demographics_22.csv): (attribute, group) -> {column: codes}, a union over columns.
+_ATP_GROUPS: dict[tuple[str, str], dict[str, list[int]]] = {
+    ("CREGION", "Northeast"): {"F_CREGION": [1]}, ("CREGION", "South"): {"F_CREGION": [3]},
+    ("EDUCATION", "College graduate/some postgrad"): {"F_EDUCCAT2": [5]},
+    ("EDUCATION", "Less than high school"): {"F_EDUCCAT2": [1]},
+    ("SEX", "Male"): {"F_SEX": [1]}, ("SEX", "Female"): {"F_SEX": [2]}, ("POLIDEOLOGY", "Liberal"): {"F_IDEO": [4]},
+    ("POLIDEOLOGY", "Conservative"): {"F_IDEO": [2]}, ("POLIDEOLOGY", "Moderate"): {"F_IDEO": [3]},
+    ("INCOME", "$100,000 or more"): {"F_INCOME": [8, 9]}, ("INCOME", "Less than $30,000"): {"F_INCOME": [1, 2, 3]},
+    ("POLPARTY", "Democrat"): {"F_PARTY_FINAL": [2]}, ("POLPARTY", "Republican"): {"F_PARTY_FINAL": [1]},
+    ("RACE", "Black"): {"F_RACETHNMOD": [2]}, ("RACE", "White"): {"F_RACETHNMOD": [1]},
+    ("RACE", "Asian"): {"F_RACETHNMOD": [5]}, ("RACE", "Hispanic"): {"F_RACETHNMOD": [3]},
+    ("RELIG", "Protestant"): {"F_RELIG": [1]}, ("RELIG", "Jewish"): {"F_RELIG": [5]},
+    ("RELIG", "Hindu"): {"F_RELIG": [8]}, ("RELIG", "Atheist"): {"F_RELIG": [9]}, ("RELIG", "Muslim"): {"F_RELIG": [6]},
+}
+_GSS_GROUPS: dict[tuple[str, str], dict[str, list[int]]] = {
+    ("CREGION", "Northeast"): {"region": [1, 2]}, ("CREGION", "South"): {"region": [5, 6, 7]},
+    ("EDUCATION", "College graduate/some postgrad"): {"educ": list(range(16, 21))},
+    ("EDUCATION", "Less than high school"): {"educ": list(range(12))},
+    ("SEX", "Male"): {"sexnow1": [1]}, ("SEX", "Female"): {"sexnow1": [2]},
+    ("POLIDEOLOGY", "Liberal"): {"polviews": [1, 2, 3]}, ("POLIDEOLOGY", "Conservative"): {"polviews": [5, 6, 7]},
+    ("POLIDEOLOGY", "Moderate"): {"polviews": [4]}, ("INCOME", "$100,000 or more"): {"income16": list(range(22, 27))},
+    ("INCOME", "Less than $30,000"): {"income16": list(range(1, 16))},
+    ("POLPARTY", "Democrat"): {"partyid": [0, 1]}, ("POLPARTY", "Republican"): {"partyid": [5, 6]},
+    ("RACE", "Black"): {"raceacs2": [1]}, ("RACE", "White"): {"raceacs1": [1]},
+    ("RACE", "Asian"): {f"raceacs{k}": [1] for k in range(4, 11)}, ("RACE", "Hispanic"): {"raceacs16": [1]},
+    ("RELIG", "Protestant"): {"relig": [1]}, ("RELIG", "Jewish"): {"relig": [3]},
+    ("RELIG", "Hindu"): {"relig": [7]}, ("RELIG", "Atheist"): {"relig": [4]}, ("RELIG", "Muslim"): {"relig": [9]},
+}
+
+# Model attributes: (column, codes that carry an effect, lean). Other codes (refusals, NaN, 0 dummies) add nothing.
+_Attr = tuple[str, list[int], dict[int, float] | None]
+_ATP_ATTRS: list[_Attr] = [(c, list(range(1, len(s[1]) + 1)), s[3]) for c, s in _ATP_DEMOGRAPHICS.items()]
+_GSS_ATTRS: list[_Attr] = [(c, [1] if c.startswith("raceacs") else list(s[1]), s[2])
+                           for c, s in _GSS_DEMOGRAPHICS.items()]
+
+
+@dataclass
+class SyntheticWorld:
+    files: list[Path]  # every survey file written, ATP waves first (sorted by wave), then the GSS file
+    codebook_path: Path  # codebook.json in SubPOP's refined_qkey_dict format
+    truth: pd.DataFrame  # qkey, attribute, group, responses (distribution over non-refusal options)
+
+
+@dataclass(frozen=True)
+class _Question:
+    qkey: str  # the key in this world (ATP keys of extra waves are renamed)
+    source: str  # "atp" or "gss"
+    model_key: str  # seeds the opinion model: one per stem, so a repeated question keeps its model
+    entry: dict  # codebook entry, as written to codebook.json
+    options: tuple[str, ...]  # the non-refusal options, coded 1..K-1
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    # Named streams derived from the seed: crc32 is stable across runs (hash() is not).
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
+@cache
+def _codebook(name: str) -> dict[str, dict]:
+    return json.loads((resources.files("demoscope.surveys") / "data" / "subpop" / name).read_text())
+
+
+@cache
+def _atp_usable() -> dict[int, list[str]]:
+    """Real ATP qkeys by wave, keeping those whose ordinal covers every non-refusal option."""
+    by_wave: dict[int, list[str]] = {}
+    for qkey, entry in _codebook("opinionqa_codebook.json").items():
+        # 12 questions put a "Not sure" option outside the ordinal scale; the opinion model
+        # needs a position for every option, so the world leaves them out.
+        if entry["options"][-1] == "Refused" and len(entry["ordinal"]) == len(entry["options"]) - 1:
+            by_wave.setdefault(int(qkey.rsplit("_W", 1)[1]), []).append(qkey)
+    return dict(sorted(by_wave.items()))
+
+
+def _question(qkey: str) -> _Question:
+    """Resolve a world qkey: a GSS key, a real ATP key, or a renamed ATP key of an extra wave."""
+    gss, atp = _codebook("gss2022_codebook.json"), _codebook("opinionqa_codebook.json")
+    if qkey in gss:
+        return _Question(qkey, "gss", f"gss:{qkey}", gss[qkey], tuple(gss[qkey]["option_list"][:-1]))
+    stem, _, wave = qkey.rpartition("_W")
+    if wave.isdigit() and int(wave) >= FIRST_EXTRA_WAVE:  # an extra wave reuses a real wave's questions
+        wave = str(list(_atp_usable())[(int(wave) - FIRST_EXTRA_WAVE) % len(_atp_usable())])
+    source_key = f"{stem}_W{wave}"
+    if not (wave.isdigit() and source_key in _atp_usable().get(int(wave), [])):
+        raise KeyError(f"unknown or unusable question key {qkey!r}")
+    return _Question(qkey, "atp", f"atp:{stem}", atp[source_key], tuple(atp[source_key]["options"][:-1]))
+
+
+def _wave_plan(waves: int, questions_per_wave: int | None) -> list[tuple[int, list[str]]]:
+    """(wave number, qkeys): the real waves in order, then 1001, 1002, ... cycling over them."""
+    real = _atp_usable()
+    numbers = list(real)
+    plan = []
+    for i in range(waves):
+        wave = numbers[i] if i < len(numbers) else FIRST_EXTRA_WAVE + i - len(numbers)
+        keys = real[numbers[i % len(numbers)]][:questions_per_wave]
+        plan.append((wave, [f"{k.rsplit('_W', 1)[0]}_W{wave}" for k in keys]))
+    return plan
+
+
+def _draw(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One category index per row of ``probs`` (rows need not be normalised)."""
+    cum = np.cumsum(probs, axis=1)
+    u = rng.random(len(cum)) * cum[:, -1]
+    return (u[:, None] >= cum).sum(axis=1)
+
+
+def _categorical(rng: np.random.Generator, p: list[float], n: int) -> np.ndarray:
+    return _draw(rng, np.tile(np.asarray(p, float), (n, 1)))
+
+
+def _atp_people(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """ATP demographic codes (1..n, 99 = refused) for ``n`` people of the population model."""
+    cols: dict[str, np.ndarray] = {}
+    for column, (_, _, marginal, _) in _ATP_DEMOGRAPHICS.items():
+        if marginal is not None:
+            cols[column] = _categorical(rng, marginal, n) + 1
+    cols["F_IDEO"] = _draw(rng, np.asarray(_IDEO_GIVEN_PARTY)[cols["F_PARTY_FINAL"] - 1]) + 1
+    cols["F_INCOME"] = _draw(rng, np.asarray(_INCOME_GIVEN_TIER)[_EDUC_TIER[cols["F_EDUCCAT2"]]]) + 1
+    people = pd.DataFrame({c: cols[c].astype(float) for c in _ATP_DEMOGRAPHICS})
+    # Refusals come last so they do not disturb the conditional draws above.
+    for column in people:
+        people.loc[rng.random(n) < DEMOGRAPHIC_REFUSE_P, column] = REFUSED
+    return people
+
+
+def _gss_people(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """GSS demographics for ``n`` people; refusals are missing (NaN), as in the GSS."""
+    cols: dict[str, np.ndarray] = {
+        "region": _categorical(rng, [0.05, 0.13, 0.15, 0.07, 0.20, 0.06, 0.12, 0.07, 0.15], n) + 1,
+        "educ": _categorical(rng, [0.003] * 9 + [0.02, 0.025, 0.035, 0.30, 0.08, 0.12, 0.05, 0.17, 0.04,
+                                                  0.06, 0.02, 0.03], n),
+        "sexnow1": _categorical(rng, [0.47, 0.525, 0.005], n) + 1,
+        "partyid": _categorical(rng, [0.14, 0.12, 0.12, 0.18, 0.09, 0.12, 0.11, 0.03], n),
+    }
+    lean = np.where(cols["partyid"] == 7, 0.0, (cols["partyid"] - 3) / 3)
+    cols["polviews"] = np.clip(np.rint(4 + 1.8 * lean + rng.normal(0, 1.2, n)), 1, 7)
+    cols["income16"] = np.clip(np.rint(18 + 0.7 * (cols["educ"] - 13) + rng.normal(0, 5, n)), 1, 26)
+    # Multi-select race: one main answer, then realistic overlaps (many Hispanics also say white).
+    race = np.zeros((n, 16))
+    main = _categorical(rng, [0.62, 0.13, 0.16, 0.06, 0.03], n)  # white, black, hispanic, asian, other
+    asian_k = rng.integers(4, 11, n)
+    for who, k in [(0, 1), (1, 2), (2, 16), (4, 15)]:
+        race[main == who, k - 1] = 1
+    race[main == 3, asian_k[main == 3] - 1] = 1
+    for who, k, p in [(2, 1, 0.5), (0, 3, 0.03), (1, 1, 0.04)]:  # main answer, extra dummy, how often
+        race[(main == who) & (rng.random(n) < p), k - 1] = 1
+    cols |= {f"raceacs{k}": race[:, k - 1] for k in range(1, 17)}
+    cols["relig"] = _categorical(rng, [0.38, 0.20, 0.025, 0.23, 0.01, 0.01, 0.02, 0.005, 0.02, 0.01, 0.06,
+                                       0.005, 0.005], n) + 1
+    people = pd.DataFrame({c: np.asarray(cols[c], float) for c in _GSS_DEMOGRAPHICS})
+    # Nonresponse: each variable is missing for ~1%; the race dummies go missing together.
+    for block in [[c] for c in people if not c.startswith("raceacs")] + [[f"raceacs{k}" for k in range(1, 17)]]:
+        people.loc[rng.random(n) < DEMOGRAPHIC_REFUSE_P, block] = np.nan
+    return people
+
+
+def _design(people: pd.DataFrame, attrs: list[_Attr]) -> np.ndarray:
+    """Intercept plus one indicator per (attribute, effective code): logits = design @ model."""
+    parts = [np.ones(len(people))]
+    for column, codes, _ in attrs:
+        values = people[column].to_numpy()
+        parts.extend(values == c for c in codes)
+    return np.column_stack(parts).astype(np.float32)
+
+
+def _model(seed: int, question: _Question, attrs: list[_Attr]) -> np.ndarray:
+    """(1 + number of indicators, K-1) logit weights: base row, then one row per attribute value."""
+    rng = _rng(seed, question.model_key)
+    pos = np.asarray(question.entry["ordinal"], float)
+    k = len(pos)
+    ordinal = len(set(pos)) == k
+    axis = (pos - pos.mean()) / (np.ptp(pos) or 1.0)  # ordinal scale centred, width 1
+    # The political tilt: along the ordinal axis (either direction), or free over nominal options.
+    tilt = rng.choice([-1.0, 1.0]) * axis if ordinal else rng.normal(0, 1.2, k)
+    rows = [rng.normal(0, 1, (1, k))]
+    for _, codes, lean in attrs:
+        n = len(codes)
+        if lean is not None:  # strong: party and ideology lean the same way
+            leans = np.array([lean.get(c, 0.0) for c in codes])[:, None]
+            rows.append(rng.uniform(1.0, 2.0) * leans * tilt + rng.normal(0, 0.15, (n, k)))
+        elif ordinal:
+            rows.append(rng.normal(0, 0.5, (n, 1)) * axis)
+        else:
+            rows.append(rng.normal(0, 0.3, (n, k)))
+    return np.vstack(rows).astype(np.float32)
+
+
+def _answers(rng: np.random.Generator, design: np.ndarray, model: np.ndarray,
+             refuse_p: float, skip_p: float) -> np.ndarray:
+    """Sample codes 1..K-1 (Gumbel-max), then refusals (99) and skips (NaN) independent of opinion."""
+    logits = design.astype(np.float64) @ model.astype(np.float64)
+    codes = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1) + 1.0
+    u = rng.random(len(codes))
+    codes[u < refuse_p] = REFUSED
+    codes[(u >= refuse_p) & (u < refuse_p + skip_p)] = np.nan
+    return codes
+
+
+def _weights(rng: np.random.Generator, n: int) -> np.ndarray:
+    w = rng.lognormal(-0.08, 0.4, n)  # mean exp(-0.08 + 0.4**2 / 2) = 1
+    w[rng.random(n) < WEIGHT_MISSING_P] = np.nan
+    return w
+
+
+def _members(people: pd.DataFrame, groups: dict[tuple[str, str], dict[str, list[int]]]) -> np.ndarray:
+    """(groups, people) matrix whose rows average over a group's members."""
+    masks = [np.logical_or.reduce([people[c].isin(codes).to_numpy() for c, codes in spec.items()])
+             for spec in groups.values()]
+    return np.asarray([m / max(m.sum(), 1) for m in masks], np.float32)
+
+
+def _truth_for(seed: int, questions: list[_Question], source: str, size: int) -> dict[str, np.ndarray]:
+    """model_key -> (22, K-1) expected distributions over a seeded reference population."""
+    attrs, groups = (_ATP_ATTRS, _ATP_GROUPS) if source == "atp" else (_GSS_ATTRS, _GSS_GROUPS)
+    people = (_atp_people if source == "atp" else _gss_people)(_rng(seed, f"{source}-reference"), size)
+    design, members = _design(people, attrs), _members(people, groups)
+    unique = list({q.model_key: q for q in questions}.values())
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(unique), 64):  # chunks bound the (size x options) memory
+        chunk = unique[start:start + 64]
+        models = [_model(seed, q, attrs) for q in chunk]
+        widths = [m.shape[1] for m in models]
+        # Options x people: each question's options are contiguous rows (and BLAS is fastest this way).
+        # Logits stay within about +-20 at these scales, so float32 exp cannot overflow.
+        probs = np.exp(np.hstack(models).T @ design.T)
+        starts = np.cumsum([0] + widths[:-1])
+        probs /= np.repeat(np.add.reduceat(probs, starts, axis=0), widths, axis=0)
+        means = (probs @ members.T).astype(np.float64).T
+        for q, s, w in zip(chunk, starts, widths):
+            block = means[:, s:s + w]
+            out[q.model_key] = block / block.sum(axis=1, keepdims=True)
+    return out
+
+
+def true_distributions(qkeys: list[str], seed: int = 0, reference_size: int = REFERENCE_SIZE) -> pd.DataFrame:
+    """True distributions of ``qkeys`` (ATP, renamed extra-wave ATP, or GSS keys) in SubPOP's 22 groups.
+
+    Each is the mean, over ``reference_size`` seeded synthetic people of the
+    population model, of their answer probabilities: no answer-sampling noise.
+    Returns columns ``qkey, attribute, group, responses`` (K-1 floats summing to 1).
+    """
+    questions = [_question(k) for k in qkeys]
+    truth: dict[str, np.ndarray] = {}
+    for source in ("atp", "gss"):
+        subset = [q for q in questions if q.source == source]
+        if subset:
+            truth |= _truth_for(seed, subset, source, reference_size)
+    rows = [(q.qkey, attribute, group, dist.tolist()) for q in questions
+            for (attribute, group), dist in zip(_ATP_GROUPS if q.source == "atp" else _GSS_GROUPS, truth[q.model_key])]
+    return pd.DataFrame(rows, columns=["qkey", "attribute", "group", "responses"])
+
+
+def _clip(text: str, limit: int) -> str:
+    """Trim to ``limit`` UTF-8 bytes (the formats' label limits) without splitting a character."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def _atp_wave(rng: np.random.Generator, seed: int, wave: int, questions: list[_Question],
+              panel: pd.DataFrame, respondents: int) -> tuple[pd.DataFrame, dict, dict]:
+    """One wave's frame, value labels and column labels, from a random subset of the panel."""
+    people = panel.iloc[np.sort(rng.choice(len(panel), respondents, replace=False))].reset_index(drop=True)
+    design = _design(people, _ATP_ATTRS)
+    frame = {"QKEY": people["QKEY"].to_numpy(), f"WEIGHT_W{wave}": _weights(rng, respondents)}
+    frame |= {c: people[c].to_numpy() for c in _ATP_DEMOGRAPHICS}
+    value_labels = {c: {float(i): lab for i, lab in enumerate(s[1], start=1)} | {float(REFUSED): "Refused"}
+                    for c, s in _ATP_DEMOGRAPHICS.items()}
+    column_labels = {"QKEY": "Unique ID", f"WEIGHT_W{wave}": f"Wave {wave} weight"}
+    column_labels |= {c: s[0] for c, s in _ATP_DEMOGRAPHICS.items()}
+    for q in questions:
+        frame[q.qkey] = _answers(rng, design, _model(seed, q, _ATP_ATTRS), ATP_REFUSE_P, ATP_SKIP_P)
+        value_labels[q.qkey] = {float(i): _clip(o, 120) for i, o in enumerate(q.options, 1)}
+        value_labels[q.qkey][float(REFUSED)] = "Refused"  # last: refusal has the highest code
+        column_labels[q.qkey] = _clip(f"{q.qkey}. {q.entry['original_qbody']}", 256)
+    return pd.DataFrame(frame), value_labels, column_labels
+
+
+def _gss_frame(rng: np.random.Generator, seed: int, questions: list[_Question],
+               respondents: int) -> tuple[pd.DataFrame, dict, dict]:
+    """The GSS frame: id, weight, demographics and answers (no refusal code: refusals are NaN)."""
+    people = _gss_people(rng, respondents)
+    design = _design(people, _GSS_ATTRS)
+    frame = {"id": np.arange(1, respondents + 1, dtype=float), "wtssnrps": _weights(rng, respondents)}
+    frame |= {c: people[c].to_numpy() for c in _GSS_DEMOGRAPHICS}
+    value_labels = {c: {float(k): v for k, v in s[1].items()} for c, s in _GSS_DEMOGRAPHICS.items()}
+    column_labels = {"id": "respondent id number", "wtssnrps": "weight, non-response adjusted"}
+    column_labels |= {c: s[0] for c, s in _GSS_DEMOGRAPHICS.items()}
+    for q in questions:
+        frame[q.qkey] = _answers(rng, design, _model(seed, q, _GSS_ATTRS), 0.0, GSS_SKIP_P)
+        value_labels[q.qkey] = {float(i): _clip(o, 32000) for i, o in enumerate(q.options, start=1)}
+        column_labels[q.qkey] = _clip(q.entry["original_qbody"], 80)  # Stata's variable-label limit
+    return pd.DataFrame(frame), value_labels, column_labels
+
+
+def generate_world(out_dir: str | Path, waves: int = 4, respondents: int = 2000, seed: int = 0,
+                   gss: bool = True, questions_per_wave: int | None = None,
+                   progress: Callable[[str], None] | None = None) -> SyntheticWorld:
+    """Write a seeded synthetic survey world to ``out_dir`` and return its files and truth.
+
+    Writes ``surveys/ATP W{wave}.sav`` for ``waves`` waves (the 14 real OpinionQA
+    waves, then 1001, 1002, ... reusing their questions under renamed keys),
+    ``surveys/GSS2022.dta`` if ``gss``, and beside the folder ``codebook.json``
+    (SubPOP refined_qkey_dict format) and ``truth.parquet``. The survey files
+    sit in a folder of their own so that ``--input OUT/surveys`` takes them all. ``questions_per_wave`` caps questions per file. The same
+    seed gives the same data; every file is written atomically.
+    """
+    import pyreadstat
+
+    if waves < 0 or respondents < 1 or (questions_per_wave is not None and questions_per_wave < 1):
+        raise ValueError("need waves >= 0, respondents >= 1 and questions_per_wave >= 1 (or None)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = progress or (lambda _msg: None)
+    rng = _rng(seed, "sample")
+    # An ATP panel: each wave interviews a random subset, so QKEYs recur across waves.
+    panel = _atp_people(rng, respondents * 3 // 2)
+    panel.insert(0, "QKEY", 100_000.0 + np.arange(len(panel)) * 7.0)
+    files: list[Path] = []
+    all_questions: list[_Question] = []
+    plan: list[tuple[int | None, list[str]]] = list(_wave_plan(waves, questions_per_wave))
+    if gss:
+        plan.append((None, list(_codebook("gss2022_codebook.json"))[:questions_per_wave]))
+    for wave, qkeys in plan:
+        questions = [_question(k) for k in qkeys]
+        if wave is None:
+            name, write = "GSS2022.dta", pyreadstat.write_dta
+            frame, labels, column_labels = _gss_frame(rng, seed, questions, respondents)
+        else:
+            name, write = f"ATP W{wave}.sav", pyreadstat.write_sav
+            frame, labels, column_labels = _atp_wave(rng, seed, wave, questions, panel, respondents)
+        files.append(atomic_write(out / "surveys" / name, lambda tmp: write(
+            frame, str(tmp), column_labels=column_labels, variable_value_labels=labels)))
+        all_questions += questions
+        report(f"wrote {name}: {len(frame)} respondents, {len(questions)} questions")
+    codebook = {q.qkey: q.entry for q in all_questions}
+    codebook_path = atomic_write_text(out / "codebook.json", json.dumps(codebook, indent=2, ensure_ascii=False))
+    truth = true_distributions([q.qkey for q in all_questions], seed)
+    atomic_write(out / "truth.parquet", lambda tmp: truth.to_parquet(tmp, index=False))
+    report(f"wrote truth.parquet: {len(truth)} rows")
+    return SyntheticWorld(files=files, codebook_path=codebook_path, truth=truth)

@@ -1,0 +1,110 @@
+"""Bad input gets a specific message naming the file and column; the rest still aggregates."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from demoscope.io import atomic_write
+from demoscope.surveys import AggregateInputs, aggregate_files, load_subpopulations, reduce_file
+
+from .conftest import BLM, PARTY, atp_frame, write_atp
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return AggregateInputs.build(load_subpopulations("22"))
+
+
+def only_fatal(partial):
+    fatal = [i for i in partial.issues if i.fatal]
+    assert len(fatal) == 1
+    return fatal[0]
+
+
+def test_corrupt_file_is_reported_and_others_still_aggregate(tmp_path, inputs):
+    good = write_atp(tmp_path / "good.sav")
+    bad = tmp_path / "bad.sav"
+    bad.write_bytes(b"$FL2 this is not really an SPSS file")
+    out, acc = aggregate_files([bad, good], inputs)
+    assert acc.failed_files == [str(bad)]
+    issue = next(i for i in acc.issues if i.fatal)
+    assert str(bad) in str(issue) and "cannot be read as a .sav survey file" in issue.message
+    assert len(out) > 0 and set(out.source) == {"good.sav"}
+
+
+def test_missing_file_is_named(tmp_path, inputs):
+    issue = only_fatal(reduce_file(tmp_path / "nope.dta", inputs))
+    assert issue.path.endswith("nope.dta") and "file not found" in issue.message
+
+
+def test_missing_weight_column_names_the_expected_column(tmp_path, inputs):
+    frame = atp_frame().rename(columns={"WEIGHT_W68": "WEIGHT_W67"})
+    path = write_atp(tmp_path / "w68.sav", frame)
+    issue = only_fatal(reduce_file(path, inputs))
+    assert "no weight column matching" in issue.message and "w68" in issue.message.lower()
+    assert "WEIGHT_W67" in issue.message  # the weight-like column that is there
+
+
+def test_unrecognised_survey_points_to_spec(tmp_path, inputs):
+    pd.DataFrame({"q": [1, 2], "w": [1.0, 1.0]}).to_csv(tmp_path / "x.csv", index=False)
+    issue = only_fatal(reduce_file(tmp_path / "x.csv", inputs))
+    assert "--spec" in issue.message
+
+
+def test_answer_code_without_label_skips_that_question_only(tmp_path, inputs):
+    frame = atp_frame()
+    frame.loc[0, "BLM_W68"] = 7.0  # no value label for 7
+    partial = reduce_file(write_atp(tmp_path / "w.sav", frame), inputs)
+    assert not partial.failed
+    issue = next(i for i in partial.issues if i.column == "BLM_W68")
+    assert "answer code(s) 7 have no value label" in issue.message and "question skipped" in issue.message
+    assert set(partial.questions.qkey) == {"GUN_W68"}
+
+
+def test_group_with_no_respondents_is_named_with_its_column(tmp_path, inputs):
+    frame = atp_frame()
+    frame["F_PARTY_FINAL"] = 1.0  # nobody is a Democrat
+    partial = reduce_file(write_atp(tmp_path / "w.sav", frame), inputs)
+    issue = next(i for i in partial.issues if "Democrat" in i.message)
+    assert issue.column == "F_PARTY_FINAL" and "has no respondents" in issue.message
+    assert "Democrat" not in set(partial.counts.group)
+
+
+def test_group_label_not_found_lists_the_labels(tmp_path, inputs):
+    labels = {"F_PARTY_FINAL": {1.0: "GOP", 2.0: "Dem"}, "F_IDEO": {4.0: "Liberal"}, "BLM_W68": BLM,
+              "GUN_W68": {1.0: "Yes", 2.0: "No", 99.0: "Refused"}}
+    partial = reduce_file(write_atp(tmp_path / "w.sav", labels=labels), inputs)
+    issue = next(i for i in partial.issues if "Democrat" in i.message)
+    assert issue.column == "F_PARTY_FINAL" and "'GOP'" in issue.message
+
+
+def test_non_numeric_answers_name_the_column(tmp_path):
+    pd.DataFrame({"wt": [1.0, 1.0], "q1": ["yes", "no"], "region": [1, 2]}).to_csv(tmp_path / "p.csv", index=False)
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nweight: '^wt$'\nquestions: {columns: [q1]}\nvalue_labels: {q1: {1: 'yes', 2: 'no', 9: Refused}}\n"
+        "attributes: {CREGION: {columns: [region], groups: {South: {codes: [2]}}}}\n"
+    )
+    inputs = AggregateInputs.build(load_subpopulations("22"), spec_path=str(tmp_path / "p.yaml"))
+    issue = only_fatal(reduce_file(tmp_path / "p.csv", inputs))
+    assert issue.column == "q1" and "non-numeric value 'yes'" in issue.message
+
+
+def test_negative_weights_are_rejected(tmp_path, inputs):
+    frame = atp_frame()
+    frame.loc[2, "WEIGHT_W68"] = -1.0
+    issue = only_fatal(reduce_file(write_atp(tmp_path / "w.sav", frame), inputs))
+    assert issue.column == "WEIGHT_W68" and "negative weights" in issue.message
+
+
+def test_atomic_write_leaves_old_file_and_no_temp_on_failure(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+
+    def explode(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, explode)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]

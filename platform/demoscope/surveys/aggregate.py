@@ -97,13 +97,14 @@ class AggregateInputs:
         return {**self.builtin_codebooks.get(spec.codebook or "", {}), **self.user_codebook}
 
 
-def membership(frame: pd.DataFrame, plan: FilePlan) -> np.ndarray:
+def membership(columns: dict[str, np.ndarray], plan: FilePlan) -> np.ndarray:
     """Respondents x groups 0/1 matrix (float) from each group's (column, codes) conditions."""
-    matrix = np.zeros((len(frame), len(plan.groups)), dtype=np.float64)
+    n = len(next(iter(columns.values())))
+    matrix = np.zeros((n, len(plan.groups)), dtype=np.float64)
     for j, group in enumerate(plan.groups):
-        member = np.zeros(len(frame), dtype=bool)
+        member = np.zeros(n, dtype=bool)
         for column, codes in group.conditions:
-            member |= np.isin(frame[column].to_numpy(), codes)
+            member |= np.isin(columns[column], codes)
         matrix[:, j] = member
     return matrix
 
@@ -126,9 +127,9 @@ def reduce_file(path: str | Path, inputs: AggregateInputs) -> FilePartial:
             )
         plan = plan_file(meta, spec, inputs.subpopulations, inputs.codebook_for(spec), inputs.only_questions)
         partial.issues.extend(plan.issues)
-        frame = read_columns(meta, plan.columns)
-        partial.respondents = len(frame)
-        _count(frame, plan, partial)
+        columns = read_columns(meta, plan.columns)
+        partial.respondents = len(columns[plan.weight_column])
+        _count(columns, plan, partial)
     except SurveyFormatError as exc:
         partial.issues.append(Issue(exc.path, exc.reason, exc.column, fatal=True))
     except Exception as exc:  # noqa: BLE001 - one odd file must not sink the others
@@ -136,14 +137,14 @@ def reduce_file(path: str | Path, inputs: AggregateInputs) -> FilePartial:
     return partial
 
 
-def _count(frame: pd.DataFrame, plan: FilePlan, partial: FilePartial) -> None:
+def _count(columns: dict[str, np.ndarray], plan: FilePlan, partial: FilePartial) -> None:
     path = partial.path
-    weights = frame[plan.weight_column].to_numpy()
+    weights = columns[plan.weight_column]
     if np.nanmin(weights, initial=0.0) < 0:
         raise SurveyFormatError(path, "holds negative weights; expected weights >= 0", plan.weight_column)
     has_weight = ~np.isnan(weights)
     weights = np.where(has_weight, weights, 0.0)
-    groups = membership(frame, plan)
+    groups = membership(columns, plan)
     for j, group in enumerate(plan.groups):
         if not groups[:, j].any():
             columns = ", ".join(c for c, _ in group.conditions)
@@ -151,13 +152,15 @@ def _count(frame: pd.DataFrame, plan: FilePlan, partial: FilePartial) -> None:
             partial.issues.append(Issue(path, f"group {sub.attribute}={sub.group!r} has no respondents", columns))
 
     # Map every (respondent, question) answer to a global option-slot id.
-    rows, slots, offset, questions, slot_keys = [], [], 0, [], []
+    rows, slots, offset, questions = [], [], 0, []
     for question in plan.questions:
-        answers = frame[question.qkey].to_numpy()
-        answered = ~np.isnan(answers)
-        slot = pd.Index(question.slot_codes).get_indexer(answers[answered])
-        if (slot < 0).any():
-            unknown = sorted(set(answers[answered][slot < 0].tolist()))
+        answers = columns[question.qkey]
+        answered = np.flatnonzero(~np.isnan(answers))
+        given = answers[answered]
+        hits = given[:, None] == np.asarray(question.slot_codes)[None, :]  # <= 10 options: a tiny matrix
+        known = hits.any(axis=1)
+        if not known.all():
+            unknown = sorted(set(given[~known].tolist()))
             partial.issues.append(Issue(
                 path,
                 f"answer code(s) {', '.join(f'{c:g}' for c in unknown[:5])} have no value label "
@@ -165,28 +168,29 @@ def _count(frame: pd.DataFrame, plan: FilePlan, partial: FilePartial) -> None:
                 question.qkey,
             ))
             continue
-        rows.append(np.flatnonzero(answered))
-        slots.append(slot + offset)
+        rows.append(answered)
+        slots.append(hits.argmax(axis=1) + offset)
         offset += len(question.slot_codes)
-        slot_keys.extend((question.qkey, k) for k in range(len(question.slot_codes)))
         questions.append(question)
     if not questions:
         raise SurveyFormatError(path, "no question could be aggregated")
 
+    # One sparse (slots x respondents) indicator times [groups*w | groups*w^2 | groups*counted]
+    # gives every weighted count, squared-weight sum and respondent count at once.
     resp = np.concatenate(rows)
-    slot_ids = np.concatenate(slots)
-    shape = (offset, len(frame))
-
-    def summed(values: np.ndarray) -> np.ndarray:
-        return np.asarray(sparse.csr_matrix((values, (slot_ids, resp)), shape=shape) @ groups)
-
-    w, w2, n = summed(weights[resp]), summed(weights[resp] ** 2), summed(has_weight[resp].astype(np.float64))
-    keys = pd.MultiIndex.from_tuples(slot_keys, names=["qkey", "slot"])
+    indicator = sparse.csr_matrix(
+        (np.ones(len(resp)), (np.concatenate(slots), resp)), shape=(offset, len(weights))
+    )
+    right = np.hstack([groups * weights[:, None], groups * (weights**2)[:, None], groups * has_weight[:, None]])
+    w, w2, n = np.split(np.asarray(indicator @ right), 3, axis=1)
+    sizes = [len(q.slot_codes) for q in questions]
+    slot_qkey = np.repeat(np.array([q.qkey for q in questions], dtype=object), sizes)
+    slot_index = np.concatenate([np.arange(size) for size in sizes])
     attrs = [g.subpopulation.attribute for g in plan.groups]
     names = [g.subpopulation.group for g in plan.groups]
     long = pd.DataFrame({
-        "qkey": np.repeat(keys.get_level_values(0), len(attrs)),
-        "slot": np.repeat(keys.get_level_values(1), len(attrs)),
+        "qkey": np.repeat(slot_qkey, len(attrs)),
+        "slot": np.repeat(slot_index, len(attrs)),
         "attribute": np.tile(attrs, offset),
         "group": np.tile(names, offset),
         "w": w.ravel(), "w2": w2.ravel(), "n": n.ravel(),
@@ -312,18 +316,20 @@ def finalize(
     rows_w = w[q_idx, g_idx]
     total = weight_sum[q_idx, g_idx]
     k = sizes[q_idx]
-    responses = [
-        (row[: size - 1] / row[: size - 1].sum()).tolist() for row, size in zip(rows_w, k)
-    ]
+    substantive = rows_w.copy()
+    substantive[np.arange(width)[None, :] >= (k - 1)[:, None]] = 0.0  # the refusal slot and padding
+    substantive /= substantive.sum(axis=1, keepdims=True)
+    responses = [row[: size - 1].tolist() for row, size in zip(substantive, k)]
+    options, ordinals = questions["options"].tolist(), questions["ordinal"].tolist()
     out = pd.DataFrame({
         "qkey": questions["qkey"].to_numpy()[q_idx],
         "attribute": pairs["attribute"].to_numpy()[g_idx],
         "group": pairs["group"].to_numpy()[g_idx],
         "question": questions["question"].to_numpy()[q_idx],
-        "options": [list(questions["options"].iat[i]) for i in q_idx],
+        "options": [list(options[i]) for i in q_idx],
         "responses": responses,
         "refusal_rate": refused[q_idx, g_idx] / total,
-        "ordinal": [list(questions["ordinal"].iat[i]) for i in q_idx],
+        "ordinal": [list(ordinals[i]) for i in q_idx],
         "n": n[q_idx, g_idx].astype(np.int64),
         "n_eff": total**2 / w2[q_idx, g_idx],
         "weight_sum": total,

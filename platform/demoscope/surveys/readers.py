@@ -78,36 +78,37 @@ def read_meta(path: str | Path) -> SurveyMeta:
     raise SurveyFormatError(path, f"unsupported file type {path.suffix!r}; expected one of {', '.join(SURVEY_SUFFIXES)}")
 
 
-def read_columns(meta: SurveyMeta, columns: list[str]) -> pd.DataFrame:
-    """Read ``columns`` of the file as float64 codes (NaN = missing).
+def read_columns(meta: SurveyMeta, columns: list[str]) -> dict[str, np.ndarray]:
+    """Read ``columns`` of the file as float64 code arrays (NaN = missing).
 
     Stata integer columns with missing values come back from pyreadstat as
-    Python ints mixed with NaN (object dtype); they are cast here so that
-    answers are never silently lost.
+    Python ints mixed with NaN; they are cast here so that answers are never
+    silently lost. A column of text raises an error naming it.
     """
     path = meta.path
     read = _reader(path)
     try:
         if read is not None:
-            frame, _ = read(str(path), usecols=columns)
+            # dict output skips building a DataFrame we would only take apart again
+            raw, _ = read(str(path), usecols=columns, output_format="dict")
         elif path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, usecols=columns)
+            raw = pd.read_csv(path, usecols=columns)
         else:
-            frame = pd.read_parquet(path, columns=columns)
+            raw = pd.read_parquet(path, columns=columns)
     except Exception as exc:  # noqa: BLE001
         raise SurveyFormatError(path, f"cannot be read ({_describe(exc)})") from None
-    out = {}
-    for column in columns:
-        values = frame[column]
-        if values.dtype.kind not in "fiub":
-            numeric = pd.to_numeric(values, errors="coerce")
-            bad = values.notna() & numeric.isna()
-            if bad.any():
-                example = values[bad].iloc[0]
-                raise SurveyFormatError(path, f"holds non-numeric value {example!r}; expected numeric codes", column)
-            values = numeric
-        out[column] = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.DataFrame(out)
+    return {column: _as_codes(raw[column], path, column) for column in columns}
+
+
+def _as_codes(values, path: Path, column: str) -> np.ndarray:
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        series = pd.Series(values)
+        numeric = pd.to_numeric(series, errors="coerce")
+        bad = series.notna() & numeric.isna()
+        example = series[bad].iloc[0] if bad.any() else None
+        raise SurveyFormatError(path, f"holds non-numeric value {example!r}; expected numeric codes", column) from None
 
 
 def _describe(exc: Exception) -> str:

@@ -1,0 +1,40 @@
+"""The layout rules that keep the library importable and the standard library intact."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from demoscope.surveys import load_subpopulations
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_platform_still_means_the_standard_library_from_the_repo_root():
+    assert not (ROOT / "platform" / "__init__.py").exists()
+    out = subprocess.run([sys.executable, "-c", "import platform; print(platform.system())"], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "Linux"
+
+
+def test_ray_layers_are_importable_as_demoscope_subpackages():
+    out = subprocess.run([sys.executable, "-m", "demoscope.pipelines.aggregate", "--help"], cwd="/",
+                         capture_output=True, text=True, check=True)
+    assert "Aggregate survey microdata" in out.stdout
+
+
+def test_shipped_subpopulation_tables_have_22_and_61_groups_with_license():
+    assert len(load_subpopulations("22")) == 22
+    assert len(load_subpopulations("61")) == 61
+    data = ROOT / "platform" / "demoscope" / "surveys" / "data" / "subpop"
+    assert "BSD 3-Clause" in (data / "LICENSE").read_text()
+    assert "e0569aca48361415779aac7407aed1e2cbb67b4a" in (data / "ATTRIBUTION.md").read_text()
+
+
+def test_every_61_group_has_a_steering_prompt_option():
+    import ast
+    import json
+    from importlib import resources
+
+    prompts = json.loads((resources.files("demoscope.surveys") / "data/subpop/steering_prompts.json").read_text())
+    options = {(p["attribute"], o) for p in prompts for o in ast.literal_eval(p["options"])}
+    assert {(s.attribute, s.group) for s in load_subpopulations("61")} <= options

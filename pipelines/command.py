@@ -62,7 +62,7 @@ def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> arg
     for name, field in job.config.model_fields.items():
         flag = (job.flags or {}).get(name, "--" + name.replace("_", "-"))
         kind, is_list = _base_type(field.annotation)
-        default = field.default if not is_list else None
+        default = None if is_list or field.is_required() else field.default
         text = field.description or name
         if default is not None:
             text += f" (default: {default})"

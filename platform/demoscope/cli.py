@@ -14,12 +14,14 @@ import sys
 JOBS = {
     "aggregate": "aggregate",
     "synth-survey": "synth_survey",
+    "prepare": "prepare",
     "demo": "demo",
 }
 
 SUMMARIES = {
     "aggregate": "survey files -> weighted distributions per question and subpopulation",
     "synth-survey": "write a seeded synthetic survey world (ATP .sav waves + a GSS .dta)",
+    "prepare": "distributions -> steered fine-tuning CSVs (SubPOP format), split by question",
     "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, report",
 }
 

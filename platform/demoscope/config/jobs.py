@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -40,3 +42,19 @@ class DemoConfig(JobConfig):
     waves: int = Field(6, ge=1, description="synthetic ATP waves")
     respondents: int = Field(3000, ge=100, description="respondents per wave")
     seed: int = Field(7, description="random seed")
+
+
+class PrepareConfig(JobConfig):
+    """Distributions -> SubPOP's steered fine-tuning CSVs, split by question."""
+
+    distributions: str = Field(description="distributions.parquet from `demoscope aggregate`, or a SubPOP-format CSV")
+    out: str = Field("runs/prepare", description="output folder")
+    steering: Literal["QA", "BIO", "PORTRAY", "ALL"] | None = Field(
+        None, description="steering type QA, BIO, PORTRAY or ALL (default: all four, as SubPOP writes them)"
+    )
+    train_ratio: float = Field(0.9, ge=0, le=1, description="share of questions in train")
+    val_ratio: float = Field(0.1, ge=0, le=1, description="share of questions in val")
+    test_ratio: float = Field(0.0, ge=0, le=1, description="share of questions in test (the rest after rounding)")
+    seed: int = Field(42, description="seed of the question split and the row shuffle")
+    shuffle: bool = Field(True, description="row-shuffle each split (SubPOP's default; --no-shuffle keeps sorted order)")
+    exclude_questions: list[str] | None = Field(None, description="question keys to drop before splitting")

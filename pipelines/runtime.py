@@ -25,6 +25,7 @@ LOCAL_ENV = {
     "GLOO_SOCKET_IFNAME": "lo",
     "VLLM_HOST_IP": LOOPBACK,
     "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no per-checkpoint "Loading weights" bars in job output
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
 }
@@ -36,8 +37,11 @@ def use_loopback_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | None = None):
-    """Attach to ``address`` (or ``RAY_ADDRESS``), else start a local loopback Ray. Idempotent."""
+def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | None = None, log_to_driver: bool = False):
+    """Attach to ``address`` (or ``RAY_ADDRESS``), else start a local loopback Ray. Idempotent.
+
+    ``log_to_driver`` forwards workers' prints (jobs that print progress from workers set it).
+    """
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         use_loopback_env()
@@ -46,13 +50,15 @@ def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | 
     if ray.is_initialized():
         return ray
     level = logging.INFO if verbose else logging.ERROR
-    quiet = {"logging_level": level, "log_to_driver": verbose, "configure_logging": True}
+    quiet = {"logging_level": level, "log_to_driver": verbose or log_to_driver, "configure_logging": True}
     if address:
         ray.init(address=address, **quiet)
     else:
         ray.init(
             num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
+            # The dashboard also serves the state API that Ray Train's controller polls.
+            include_dashboard=True,
+            dashboard_host=LOOPBACK,
             _node_ip_address=LOOPBACK,
             **quiet,
         )

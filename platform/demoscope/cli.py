@@ -15,6 +15,8 @@ JOBS = {
     "aggregate": "aggregate",
     "synth-survey": "synth_survey",
     "prepare": "prepare",
+    "train": "train",
+    "evaluate": "evaluate",
     "demo": "demo",
 }
 
@@ -22,7 +24,9 @@ SUMMARIES = {
     "aggregate": "survey files -> weighted distributions per question and subpopulation",
     "synth-survey": "write a seeded synthetic survey world (ATP .sav waves + a GSS .dta)",
     "prepare": "distributions -> steered fine-tuning CSVs (SubPOP format), split by question",
-    "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, report",
+    "train": "LoRA fine-tuning on Ray Train (opinion-kl / opinion-wd), DDP or FSDP, resumable",
+    "evaluate": "score a model on a test set with Ray Data; Wasserstein report with baselines",
+    "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate",
 }
 
 DESCRIPTION = """\

@@ -26,3 +26,7 @@ class SurveyFormatError(DemoscopeError):
 
 class SpecError(DemoscopeError):
     """A survey spec (YAML) or subpopulation table is malformed."""
+
+
+class ModelError(DemoscopeError):
+    """A model, tokenizer or adapter cannot be loaded or used: missing path, no safetensors, unknown adapter."""

@@ -58,3 +58,20 @@ class PrepareConfig(JobConfig):
     seed: int = Field(42, description="seed of the question split and the row shuffle")
     shuffle: bool = Field(True, description="row-shuffle each split (SubPOP's default; --no-shuffle keeps sorted order)")
     exclude_questions: list[str] | None = Field(None, description="question keys to drop before splitting")
+
+
+class EvaluateConfig(JobConfig):
+    """Score a model (+ adapter) on a prepared test set; Wasserstein report with baselines."""
+
+    test_file: str = Field(..., description="prepared split to score (.parquet or .csv from `demoscope prepare`)")
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2")
+    adapter: str | None = Field(None, description="LoRA adapter folder (e.g. OUT/adapter of `demoscope train`)")
+    out: str = Field("runs/evaluate", description="output folder")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, else Transformers")
+    batch_size: int = Field(16, ge=1, description="prompts per forward pass")
+    replicas: int = Field(1, ge=1, description="scoring actors (one GPU each with use_gpu)")
+    use_gpu: bool = Field(False, description="give each scoring actor a GPU")
+    compare_base: bool = Field(True, description="with an adapter, also score the base model (adapter disabled)")
+    exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
+    n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
+    seed: int = Field(0, description="bootstrap seed")

@@ -1,6 +1,6 @@
 """Reports: Markdown tables and matplotlib plots for every evaluation."""
 
-from demoscope.reports.plots import plot_group_distributions
+from demoscope.reports.plots import plot_group_distributions, plot_group_wasserstein, plot_wd_histogram
 from demoscope.reports.tables import markdown_table
 
-__all__ = ["markdown_table", "plot_group_distributions"]
+__all__ = ["markdown_table", "plot_group_distributions", "plot_group_wasserstein", "plot_wd_histogram"]

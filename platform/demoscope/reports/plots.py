@@ -43,3 +43,56 @@ def plot_group_distributions(distributions: pd.DataFrame, qkeys: list[str], grou
     out = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
     return out
+
+
+def plot_group_wasserstein(per_group: pd.DataFrame, systems: list[str], path: str | Path) -> Path:
+    """Mean Wasserstein distance per subpopulation, one bar per system, with bootstrap 95% intervals.
+
+    ``per_group`` has columns ``attribute, group, system, mean, low, high``
+    (``demoscope.metrics.opinion.summarize``). Lower is closer to the humans.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = per_group[["attribute", "group"]].drop_duplicates().reset_index(drop=True)
+    height = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(groups) * len(systems) + 1.4))
+    y = np.arange(len(groups))
+    colors = plt.get_cmap("tab10")
+    for i, system in enumerate(systems):
+        rows = groups.merge(per_group[per_group.system == system], on=["attribute", "group"], how="left")
+        err = np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]])
+        ax.barh(y + i * height, rows["mean"], height=height, xerr=err, color=colors(i), label=system,
+                error_kw={"elinewidth": 0.8, "capsize": 2})
+    ax.set_yticks(y + height * (len(systems) - 1) / 2, [f"{a}: {g}" for a, g in zip(groups.attribute, groups.group)], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("mean Wasserstein distance to the humans (lower is better; 95% bootstrap CI)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return out
+
+
+def plot_wd_histogram(predictions: pd.DataFrame, systems: list[str], path: str | Path) -> Path:
+    """Distribution of per-row Wasserstein distances for each system (overlaid histograms)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for system in systems:
+        values = predictions[f"wd_{system}"].dropna()
+        ax.hist(values, bins=40, range=(0, max(0.5, float(values.max()) if len(values) else 0.5)), alpha=0.5,
+                label=f"{system} (mean {values.mean():.3f})")
+    ax.set_xlabel("Wasserstein distance per (question, subpopulation)")
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return out

@@ -11,7 +11,7 @@ Opinion model: each respondent answers question ``q`` with probabilities
 and ideology effects are strong and point the same way (a left-right lean);
 the other attributes are weak. On ordinal questions every effect is a slope
 along the ordinal axis, so "more conservative" means "further along the scale"
-(towards the later options on 80% of them), and the base favours the middle of
+(towards the later options on 90% of them), and the base favours the middle of
 the scale: regularities that carry over to held-out questions.
 Parameters are drawn from ``(seed, question stem)``, so a question asked in
 two waves has one model. Refusals and skips are independent of opinions, and
@@ -283,12 +283,13 @@ def _model(seed: int, question: _Question, attrs: list[_Attr]) -> np.ndarray:
     k = len(pos)
     ordinal = len(set(pos)) == k
     axis = (pos - pos.mean()) / (np.ptp(pos) or 1.0)  # ordinal scale centred, width 1
-    # The political tilt: along the ordinal axis, or free over nominal options. On 80% of
+    # The political tilt: along the ordinal axis, or free over nominal options. On 90% of
     # ordinal questions the right leans towards the later options, and every ordinal
-    # question's base favours the middle of the scale: patterns that hold across
-    # questions, so a model tuned on some questions has something to carry to new ones.
-    tilt = (1.0 if rng.random() < 0.8 else -1.0) * axis if ordinal else rng.normal(0, 1.2, k)
-    base = rng.normal(0, 0.6, (1, k)) - (4.0 * axis**2 if ordinal else 0.0)
+    # question's base favours the middle and the start of the scale (acquiescence):
+    # patterns that hold across questions, so a model tuned on some questions has
+    # something to carry to new ones.
+    tilt = (1.0 if rng.random() < 0.9 else -1.0) * axis if ordinal else rng.normal(0, 1.2, k)
+    base = rng.normal(0, 0.4, (1, k)) - (5.0 * axis**2 + 1.5 * axis if ordinal else 0.0)
     rows = [base if ordinal else rng.normal(0, 1, (1, k))]
     for _, codes, lean in attrs:
         n = len(codes)

@@ -1,0 +1,260 @@
+"""Fine-tune a causal LM with LoRA on Ray Train (``TorchTrainer``): the SubPOP opinion objectives.
+
+Each worker loads the model, adds a LoRA adapter, wraps it for DDP (Ray's
+``prepare_model``) or FSDP2 (our own ``fully_shard``: Ray's FSDP path refuses
+CPU, and the same code must run in CPU tests and on GPU clusters), trains on
+its shard of the prepared set (a ``DistributedSampler``), validates every
+epoch and reports a checkpoint (adapter + optimiser + scheduler state) to Ray
+Train. A failed worker group restarts from the last checkpoint
+(``FailureConfig``), and running the same job again with the same ``out``
+resumes where it stopped. Rank 0 writes TensorBoard logs; the driver copies the
+best adapter (lowest validation loss) to ``OUT/adapter``.
+
+    demoscope train --objective opinion-kl --model tiny:llama \\
+        --train-file runs/prepare/opnqa_QA_train.parquet --val-file runs/prepare/opnqa_QA_val.parquet
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+from demoscope.config import save_config
+from demoscope.config.train import TrainConfig
+from demoscope.errors import ConfigError
+from demoscope.io import atomic_write_text
+from demoscope.pipelines.command import Job, main_for
+from demoscope.pipelines.runtime import init_ray
+
+DESCRIPTION = """\
+Fine-tune a causal LM with LoRA on Ray Train to predict survey answer
+distributions (SubPOP): the next-token distribution after "Answer:" over the
+letters " A".." J" is fitted by forward KL (opinion-kl, the paper's objective)
+or by the ordinal Wasserstein distance (opinion-wd).
+
+reads   prepared splits from `demoscope prepare` (columns input_prompt, output_dist, ordinal)
+writes  OUT/adapter (best LoRA adapter, PEFT format), OUT/metrics.json (per epoch),
+        OUT/tensorboard/ (tensorboard --logdir OUT/tensorboard), OUT/ray/ (checkpoints),
+        OUT/config.yaml. Re-running with the same OUT resumes from the last checkpoint.
+
+example demoscope train --objective opinion-kl --model tiny:llama --num-workers 2 \\
+            --train-file runs/prepare/opnqa_QA_train.parquet --val-file runs/prepare/opnqa_QA_val.parquet \\
+            --out runs/train epochs=3 lora.r=8
+        presets: demoscope train --config configs/subpop/llama-2-7b.yaml (GPU cluster)
+"""
+
+
+def train_loop(cfg: dict) -> None:
+    """The per-worker training function (runs inside a Ray Train worker)."""
+    import ray.train
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    from demoscope.models import load_causal_lm
+    from demoscope.models.names import resolve_model
+    from demoscope.training.lora import apply_lora
+    from demoscope.training.opinion_data import OpinionDataset, collate, label_token_ids, read_prepared
+    from demoscope.training.opinion_loop import train_epoch, validate
+    from demoscope.training.schedules import make_scheduler
+
+    config = TrainConfig.model_validate(cfg)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(config.seed)
+    bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+    model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="bfloat16" if bf16 else "float32", device=str(device))
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()  # checkpointed blocks need inputs that require grad under LoRA
+    model = apply_lora(model, config.lora)
+    labels = label_token_ids(tokenizer)
+
+    def loader(path: str, batch_size: int, shuffle: bool):
+        dataset = OpinionDataset(read_prepared(path), tokenizer, config.max_length)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=config.seed)
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
+
+    train_loader = loader(config.train_file, config.batch_size, shuffle=True)
+    val_loader = loader(config.val_file, config.val_batch_size, shuffle=False) if config.val_file else None
+    wrapped = _wrap(model, config.strategy, device, bf16)
+    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
+    scheduler = make_scheduler(optimizer, config.scheduler, steps_per_epoch, config.epochs, config.gamma, config.warmup_ratio)
+    state_options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+
+    start_epoch, best, resumed_from = 0, math.inf, -1
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:  # a restarted worker group, or a re-run of the same job
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "trainer_state.pt", weights_only=False)
+        set_state_dict(wrapped, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                       options=StateDictOptions(full_state_dict=True, strict=False))
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, resumed_from = state["epoch"] + 1, state["best"], state["epoch"]
+
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(Path(config.out) / "tensorboard"))
+    objective = "kl" if config.objective == "opinion-kl" else "wd"
+
+    def reduce(sums: dict[str, float]) -> dict[str, float]:
+        if world == 1:
+            return sums
+        values = torch.tensor(list(sums.values()), dtype=torch.float64)
+        dist.all_reduce(values)
+        return dict(zip(sums, values.tolist()))
+
+    for epoch in range(start_epoch, config.epochs):
+        train_loader.sampler.set_epoch(epoch)
+        step0 = epoch * steps_per_epoch
+
+        def log_step(step: int, metrics: dict[str, float]) -> None:
+            if writer:
+                writer.add_scalar("train/loss", metrics["loss"], step0 + step)
+                writer.add_scalar("train/lr", metrics["lr"], step0 + step)
+
+        sums = reduce(train_epoch(wrapped, train_loader, optimizer, scheduler, labels, objective,
+                                  config.grad_accum, device, None, config.max_grad_norm, log_step))
+        metrics = {"epoch": epoch, "train_kl": sums["kl"] / sums["items"], "train_wd": sums["wd"] / sums["items"],
+                   "lr": scheduler.get_last_lr()[0], "resumed_from_epoch": resumed_from}
+        if val_loader is not None:
+            val = reduce(validate(wrapped, val_loader, labels, device))
+            metrics.update(val_kl=val["kl"] / val["items"], val_wd=val["wd"] / max(val["wd_items"], 1.0))
+            metrics["val_loss"] = metrics["val_kl"] if objective == "kl" else val["wd"] / val["items"]
+        else:
+            metrics["val_loss"] = metrics[f"train_{objective}"]
+        best = min(best, metrics["val_loss"])
+        if writer:
+            for key, value in metrics.items():
+                if key.startswith(("train_", "val_")):
+                    writer.add_scalar(key.replace("_", "/", 1), value, epoch)
+            writer.flush()
+        model_state, optim_state = get_state_dict(wrapped, optimizer, options=state_options)  # collective
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                _unwrap(wrapped).save_pretrained(Path(folder) / "adapter", state_dict=model_state)
+                torch.save({"model": model_state, "optim": optim_state, "scheduler": scheduler.state_dict(),
+                            "epoch": epoch, "best": best}, Path(folder) / "trainer_state.pt")
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(metrics)
+    if writer:
+        writer.close()
+
+
+def _wrap(model, strategy: str, device, bf16: bool):
+    """DDP through Ray's prepare_model; FSDP2 ``fully_shard`` per decoder layer, then the root."""
+    import ray.train.torch
+
+    if strategy == "ddp":
+        return ray.train.torch.prepare_model(model, parallel_strategy="ddp")
+    import torch
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    model.to(device)
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    layer_names = set(getattr(_base(model), "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in layer_names:
+            fully_shard(module, mp_policy=policy)
+    fully_shard(model, mp_policy=policy)
+    return model
+
+
+def _base(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def _epoch_line(m: dict) -> str:
+    val = f"  val kl {m['val_kl']:.4f} wd {m['val_wd']:.4f}" if "val_kl" in m else ""
+    return f"epoch {m['epoch']}: train kl {m['train_kl']:.4f} wd {m['train_wd']:.4f}{val}  lr {m['lr']:.2e}"
+
+
+def run(config: TrainConfig, address: str | None = None, verbose: bool = False) -> int:
+    """Launch the TorchTrainer, then export the best adapter and the metrics."""
+    if not config.train_file:
+        raise ConfigError("no training data: give --train-file (a split written by `demoscope prepare`)")
+    for path in filter(None, [config.train_file, config.val_file]):
+        if not Path(path).exists():
+            raise ConfigError(f"fine-tuning file {path} does not exist (write it with `demoscope prepare`)")
+    out = Path(config.out).resolve()
+    config = config.model_copy(update={
+        "out": str(out),
+        "train_file": str(Path(config.train_file).resolve()),
+        "val_file": str(Path(config.val_file).resolve()) if config.val_file else None,
+    })
+    save_config(config, out / "config.yaml")
+    init_ray(address, verbose)
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from demoscope.models.names import resolve_model
+
+    resolve_model(config.model)  # build the tiny model once here, not in every worker at once
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=config.model_dump(mode="json"),
+        scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
+        run_config=RunConfig(
+            name="train",
+            storage_path=config.storage_path or str(out / "ray"),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(checkpoint_score_attribute="val_loss", checkpoint_score_order="min"),
+        ),
+    )
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    where = f"{config.num_workers} {'GPU' if config.use_gpu else 'CPU'} workers, {config.strategy.upper()}"
+    with console.status(f"training {config.model} ({config.objective}) on Ray Train: {where}; "
+                        f"watch with: tensorboard --logdir {out / 'tensorboard'}"):
+        result = trainer.fit()
+    history = [metrics for _, metrics in sorted(result.best_checkpoints, key=lambda cm: cm[1]["epoch"])]
+    for metrics in history:
+        console.print(_epoch_line(metrics))
+    best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda cm: cm[1]["val_loss"])
+    with best_checkpoint.as_directory() as folder:
+        _replace_dir(Path(folder) / "adapter", out / "adapter")
+    atomic_write_text(out / "metrics.json", json.dumps({"best": best_metrics, "epochs": history}, indent=2))
+    console.print(f"best epoch {best_metrics['epoch']} (val loss {best_metrics['val_loss']:.4f}); adapter -> {out / 'adapter'}")
+    return 0
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    """Copy a folder into place atomically (copy beside it, then rename over)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    shutil.copytree(source, staging, dirs_exist_ok=True)
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, target)
+
+
+JOB = Job(name="train", description=DESCRIPTION, config=TrainConfig, run=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(JOB, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

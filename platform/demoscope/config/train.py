@@ -1,0 +1,41 @@
+"""The training job's config (one model for every objective; fields unused by an objective are ignored)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from demoscope.training.lora import LoraSettings
+
+
+class TrainConfig(BaseModel):
+    """``demoscope train``: fine-tune a causal LM with LoRA on Ray Train."""
+
+    model_config = ConfigDict(extra="forbid")
+    objective: Literal["opinion-kl", "opinion-wd"] = Field("opinion-kl", description="training objective")
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2 (offline factory)")
+    train_file: str = Field("", description="prepared training split (.parquet or .csv from `demoscope prepare`)")
+    val_file: str | None = Field(None, description="prepared validation split (default: none)")
+    out: str = Field("runs/train", description="output folder (adapter, metrics, TensorBoard logs, checkpoints)")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora.r, lora.alpha, ...)")
+    epochs: int = Field(3, ge=1, description="passes over the training set")
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    batch_size: int = Field(32, ge=1, description="examples per worker per micro-batch")
+    val_batch_size: int = Field(32, ge=1, description="validation examples per worker per batch")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
+    scheduler: Literal["step", "cosine"] = Field("step", description="step: x gamma per epoch; cosine: warm-up then cosine")
+    gamma: float = Field(0.85, gt=0, le=1, description="per-epoch decay of the step scheduler")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="warm-up share of the cosine scheduler")
+    max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm (default: off, as SubPOP)")
+    max_length: int = Field(1024, ge=16, description="prompt tokens kept (the end of longer prompts)")
+    gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
+    seed: int = Field(42, description="random seed")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers")
+    use_gpu: bool = Field(False, description="one GPU per worker (NCCL, bf16)")
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="data parallel (ddp) or fully sharded (fsdp)")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    max_failures: int = Field(2, ge=0, description="worker-group restarts from the last checkpoint after a failure")
+    storage_path: str | None = Field(None, description="where Ray Train keeps checkpoints (default OUT/ray; a cloud URI on clusters)")
+    progress: bool = Field(True, description="show progress")

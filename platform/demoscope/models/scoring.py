@@ -1,0 +1,306 @@
+"""Option scoring: the distribution a causal LM puts on a survey question's answer letters.
+
+One protocol, :class:`OptionScorer`, two backends: :class:`TransformersOptionScorer`
+runs anywhere (CPU tests, small GPU jobs) and batches prompts that share a
+prefix over one KV cache; :class:`VLLMOptionScorer` is the GPU path and reads
+vLLM's sampled-position logprobs, as SubPOP's ``run_inference.py`` does.
+
+The rule (``reference/subpop.md`` §4.1): after a prompt ending in
+``"Answer:"``, option k gets p_k = P(tokA_k) + P(tokSA_k), the next-token
+probabilities of the letter without and with a leading space; the
+distribution is p renormalised over the question's first ``n_options``
+letters; the pre-normalisation sum is SubPOP's ``llm_prob_sum``. If the sum
+is 0 (possible with vLLM's top-k logprobs) we return the uniform
+distribution and count it in ``zero_mass_count``; SubPOP has no guard there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any, ContextManager, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from demoscope.errors import ModelError
+
+N_LETTERS = 26
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt, with the model's BOS, exactly as SubPOP's training encodes them.
+
+    With a BOS token: ``tokenizer.encode(tokenizer.bos_token + prompt,
+    add_special_tokens=False)`` (``reference/subpop.md`` §3.2). Without one
+    (GPT-2 style tokenizers that define none): the tokenizer's plain encoding.
+    For Llama-family tokenizers this equals what vLLM feeds the model for a
+    text prompt, so both backends score the same token sequence.
+    """
+    if not prompts:
+        return []
+    if tokenizer.bos_token is not None:
+        texts = [tokenizer.bos_token + p for p in prompts]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return tokenizer(list(prompts))["input_ids"]
+
+
+def letter_token_ids(tokenizer: Any, n: int = N_LETTERS) -> tuple[list[int], list[int]]:
+    """The answer-letter token ids ``(tokA, tokSA)`` for letters A.. (``n`` of them), per §4.1.
+
+    ``tokA[k]`` is the last id of ``"Answer:" + L`` (letter without a leading
+    space), ``tokSA[k]`` of ``"Answer: " + L`` (with one), both encoded
+    without special tokens. Raises :class:`ModelError` if a last token is not
+    the bare letter, i.e. the tokenizer merged ``":A"`` or ``" A."``-like
+    pieces and the letter has no token of its own there.
+    """
+    no_space, space = [], []
+    for k in range(n):
+        letter = chr(65 + k)
+        for text, out in (("Answer:" + letter, no_space), ("Answer: " + letter, space)):
+            tid = tokenizer.encode(text, add_special_tokens=False)[-1]
+            if tokenizer.decode([tid]).strip() != letter:
+                raise ModelError(
+                    f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r}: {text!r} ends in token "
+                    f"{tokenizer.decode([tid])!r}, not the letter {letter!r}; the letter was merged with "
+                    "its neighbour, so answer letters cannot be scored with this tokenizer"
+                )
+            out.append(tid)
+    return no_space, space
+
+
+def option_distributions(letter_probs: np.ndarray, n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Renormalise per-letter probabilities over each question's scored options.
+
+    ``letter_probs[i, k]`` is p_k = P(tokA_k) + P(tokSA_k) for prompt i.
+    Returns (distributions, masses): distribution i has ``n_options[i]``
+    entries summing to 1 (uniform where the mass is 0); masses[i] is the
+    pre-normalisation sum (SubPOP's ``llm_prob_sum``).
+    """
+    dists, masses = [], np.zeros(len(n_options))
+    for i, n in enumerate(n_options):
+        p = letter_probs[i, :n]
+        masses[i] = p.sum()
+        dists.append(p / masses[i] if masses[i] > 0 else np.full(n, 1.0 / n))
+    return dists, masses
+
+
+def _check_inputs(prompts: Sequence[str], n_options: Sequence[int], n_letters: int) -> None:
+    if len(prompts) != len(n_options):
+        raise ValueError(f"got {len(prompts)} prompts but {len(n_options)} option counts")
+    bad = [n for n in n_options if not 1 <= n <= n_letters]
+    if bad:
+        raise ValueError(f"option counts must be between 1 and {n_letters}; got {bad[:5]}")
+
+
+def adapter_context(model: Any, adapter: str | None) -> ContextManager:
+    """Select ``adapter`` on a PEFT model for the duration of a ``with`` block.
+
+    ``None`` on a ``PeftModel`` disables all adapters (the base model);
+    ``None`` on a plain model does nothing. A name activates that adapter
+    (frozen, ``inference_mode=True``) if it is not already the active one and
+    raises :class:`ModelError` if the model has no such adapter.
+    """
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        if adapter is not None:
+            raise ModelError(f"adapter {adapter!r} requested but the model has no adapters loaded")
+        return nullcontext()
+    if adapter is None:
+        return model.disable_adapter()
+    if adapter not in model.peft_config:
+        raise ModelError(f"unknown adapter {adapter!r}; the model has {sorted(model.peft_config)}")
+    if model.active_adapter != adapter:
+        model.set_adapter(adapter, inference_mode=True)
+    return nullcontext()
+
+
+@runtime_checkable
+class OptionScorer(Protocol):
+    """Anything that turns prompts into answer-option distributions (§4.1 rule)."""
+
+    zero_mass_count: int
+
+    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
+        """Per prompt, the distribution over its first ``n_options`` letters (sums to 1)."""
+        ...
+
+    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+        """``score`` plus the pre-normalisation letter mass per prompt (SubPOP's ``llm_prob_sum``)."""
+        ...
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != first[i] for s in seqs):
+            return i
+    return n
+
+
+class TransformersOptionScorer:
+    """Score prompts with a Hugging Face causal LM (optionally a PEFT model), batched with prefix reuse.
+
+    Prompts are tokenised with :func:`encode_prompts` and sorted by token
+    ids, so prompts sharing a steering prefix land in the same batch. For
+    each batch of ``batch_size`` the longest common token prefix runs once
+    (batch 1) and its KV cache is repeated over the batch; only the
+    right-padded suffixes then run, with an attention mask and explicit
+    position ids, and logits are taken at each prompt's last real token.
+    ``adapter=None`` scores the base model (adapters disabled); a name
+    scores with that PEFT adapter. ``reuse_prefix=False`` runs each batch
+    whole (for benchmarks and debugging). Results come back in input order.
+    """
+
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 16, adapter: str | None = None, reuse_prefix: bool = True
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.tokenizer, self.batch_size, self.adapter = model, tokenizer, batch_size, adapter
+        self.reuse_prefix = reuse_prefix
+        adapter_context(model, adapter)  # fail now on an unknown adapter, not at the first batch
+        no_space, space = letter_token_ids(tokenizer)
+        self._no_space, self._space = torch.tensor(no_space), torch.tensor(space)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = pad if pad is not None else 0
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        # transformers 5.2x renamed forward(past_key_values=) to forward(cache=); vLLM's
+        # GPU environment pins an older transformers, so use whichever the model takes.
+        params = inspect.signature(base.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self.zero_mass_count = 0
+
+    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
+        """Per prompt, the distribution over its first ``n_options`` letters (sums to 1)."""
+        return self.score_with_mass(prompts, n_options)[0]
+
+    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+        """``score`` plus each prompt's pre-normalisation letter mass (SubPOP's ``llm_prob_sum``)."""
+        _check_inputs(prompts, n_options, N_LETTERS)
+        dists, masses = option_distributions(self.letter_probs(prompts), n_options)
+        self.zero_mass_count += int((masses == 0).sum())
+        return dists, masses
+
+    def letter_probs(self, prompts: Sequence[str]) -> np.ndarray:
+        """``[len(prompts), 26]`` array of p_k = P(tokA_k) + P(tokSA_k) at the next-token position."""
+        ids = encode_prompts(self.tokenizer, prompts)
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        out = np.zeros((len(ids), N_LETTERS))
+        with torch.inference_mode(), adapter_context(self.model, self.adapter):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                logp = self._next_token_logprobs([ids[i] for i in batch]).double()
+                probs = logp.exp().cpu()
+                p_a, p_s = probs[:, self._no_space], probs[:, self._space]
+                # A tokenizer whose two letter forms coincide would count the same token twice.
+                out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
+        return out
+
+    def _next_token_logprobs(self, seqs: list[list[int]]) -> torch.Tensor:
+        """Log-softmax of the next-token logits after each sequence, ``[len(seqs), vocab]``."""
+        device = self.model.device
+        n = len(seqs)
+        # Keep at least one token per prompt out of the shared prefix: it is where we read logits.
+        shared = min(_common_prefix_len(seqs), min(len(s) for s in seqs) - 1) if n > 1 and self.reuse_prefix else 0
+        extra: dict[str, Any] = {}
+        if shared > 0:
+            prefix = torch.tensor([seqs[0][:shared]], device=device)
+            out = self.model(input_ids=prefix, use_cache=True)
+            cache = out["cache"] if "cache" in out else out["past_key_values"]
+            cache.batch_repeat_interleave(n)
+            extra = {self._cache_kwarg: cache, "use_cache": True}
+        suffixes = [s[shared:] for s in seqs]
+        lengths = torch.tensor([len(s) for s in suffixes])
+        width = int(lengths.max())
+        input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
+        for i, s in enumerate(suffixes):
+            input_ids[i, : len(s)] = torch.tensor(s)
+        # Right padding: a real token never attends to a pad (pads come after it); the mask
+        # still marks them so implementations that check it see the true lengths.
+        mask = torch.cat([torch.ones(n, shared, dtype=torch.long), torch.arange(width)[None, :] < lengths[:, None]], 1)
+        positions = (shared + torch.arange(width)).expand(n, width)
+        last = lengths - 1
+        # Only project the positions we read onto the vocabulary (1-D logits_to_keep works on
+        # transformers 4.5x and 5.x alike); then pick each row's own last position.
+        keep, row_pos = torch.unique(last, return_inverse=True)
+        out = self.model(
+            input_ids=input_ids.to(device), attention_mask=mask.long().to(device),
+            position_ids=positions.to(device), logits_to_keep=keep.to(device), **extra,
+        )
+        logits = out.logits[torch.arange(n, device=device), row_pos.to(device)]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+
+class VLLMOptionScorer:
+    """Score prompts with a vLLM engine from the logprobs of one sampled token (the GPU path).
+
+    Each prompt is one request with ``SamplingParams(max_tokens=1,
+    temperature=1.0, logprobs=logprobs)``; the top-``logprobs`` tokens at the
+    first generated position are read, letters outside them count 0 (as in
+    SubPOP). This is deliberately not ``prompt_logprobs``: in vLLM V1 those
+    disable prefix-cache reads, and survey prompts share long steering
+    prefixes. ``lora_request`` routes every request to one adapter.
+    ``sampling_params_cls`` defaults to ``vllm.SamplingParams`` (imported
+    lazily; tests pass the fake's).
+    """
+
+    _lora_ids: dict[tuple[str, str], int] = {}
+
+    def __init__(self, llm: Any, lora_request: Any = None, logprobs: int = 128, sampling_params_cls: Any = None):
+        if sampling_params_cls is None:
+            from vllm import SamplingParams as sampling_params_cls  # GPU environments only
+        self.llm, self.lora_request, self.logprobs = llm, lora_request, logprobs
+        self.params = sampling_params_cls(max_tokens=1, temperature=1.0, logprobs=logprobs)
+        self._no_space, self._space = letter_token_ids(llm.get_tokenizer())
+        self.zero_mass_count = 0
+
+    @classmethod
+    def create(
+        cls, model: str, enable_lora: bool = False, max_lora_rank: int = 16, logprobs: int = 128,
+        lora_request: Any = None, **engine_kwargs: Any,
+    ) -> "VLLMOptionScorer":
+        """Start a ``vllm.LLM`` with prefix caching and room for ``logprobs``, and wrap it (GPU only).
+
+        ``max_logprobs`` is raised to at least 256 (vLLM's default of 20 would
+        reject SubPOP's 128); other ``engine_kwargs`` go to ``vllm.LLM``.
+        """
+        from vllm import LLM
+
+        if enable_lora:
+            engine_kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank)
+        llm = LLM(model=str(model), enable_prefix_caching=True, max_logprobs=max(256, logprobs), **engine_kwargs)
+        return cls(llm, lora_request=lora_request, logprobs=logprobs)
+
+    @classmethod
+    def lora(cls, name: str, path: str, request_cls: Any = None) -> Any:
+        """A ``LoRARequest`` for the adapter at ``path``; one stable integer id per (name, path) in this process.
+
+        vLLM caches loaded adapters by integer id, so a name reused for a
+        different path must get a new id or it would serve the old weights.
+        """
+        if request_cls is None:
+            from vllm.lora.request import LoRARequest as request_cls  # GPU environments only
+        key = (name, str(path))
+        lora_id = cls._lora_ids.setdefault(key, len(cls._lora_ids) + 1)
+        return request_cls(name, lora_id, str(path))
+
+    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
+        """Per prompt, the distribution over its first ``n_options`` letters (sums to 1)."""
+        return self.score_with_mass(prompts, n_options)[0]
+
+    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+        """``score`` plus each prompt's pre-normalisation letter mass (SubPOP's ``llm_prob_sum``)."""
+        _check_inputs(prompts, n_options, N_LETTERS)
+        outputs = self.llm.generate(list(prompts), self.params, lora_request=self.lora_request, use_tqdm=False)
+        probs = np.zeros((len(prompts), N_LETTERS))
+        for i, request in enumerate(outputs):
+            top = request.outputs[0].logprobs[0]  # {token_id: Logprob} at the sampled position
+            for k, (a, s) in enumerate(zip(self._no_space, self._space)):
+                probs[i, k] = sum(math.exp(top[t].logprob) for t in {a, s} if t in top)
+        dists, masses = option_distributions(probs, n_options)
+        self.zero_mass_count += int((masses == 0).sum())
+        return dists, masses

@@ -1,0 +1,1 @@
+"""Training: opinion objectives and loops, DPO/SFT through TRL, distillation."""

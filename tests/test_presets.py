@@ -1,0 +1,24 @@
+"""Every YAML preset in configs/ loads into its job's config."""
+
+from pathlib import Path
+
+import pytest
+
+from demoscope.config import EvaluateConfig, load_config
+from demoscope.config.train import TrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "subpop").glob("*.yaml")) + [CONFIGS / "tiny-demo.yaml"], ids=lambda p: p.name)
+def test_training_presets_load(path):
+    config = load_config(TrainConfig, path)
+    assert config.lora.r == 8 and config.lora.alpha == 32 and config.lora.target_modules == ["q_proj", "v_proj"]
+    if "subpop" in str(path):
+        assert config.use_gpu and config.strategy == "fsdp" and config.lr == 2e-4 and config.epochs == 50
+        assert config.batch_size * config.num_workers == 128
+
+
+def test_subpop_eval_preset_excludes_the_five_high_relevance_questions():
+    config = load_config(EvaluateConfig, CONFIGS / "evaluate" / "subpop-eval.yaml", flags={"test_file": "x.parquet"})
+    assert config.exclude_questions == ["marital", "satjob", "attend", "relpersn", "othlang"]

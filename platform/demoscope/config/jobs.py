@@ -36,12 +36,15 @@ class SynthSurveyConfig(JobConfig):
 
 
 class DemoConfig(JobConfig):
-    """The end-to-end demo: synthesise, aggregate on Ray, report."""
+    """The end-to-end demo: synthesise, aggregate, prepare, fine-tune, evaluate, on a local Ray."""
 
     out: str = Field("runs/demo", description="output folder")
-    waves: int = Field(6, ge=1, description="synthetic ATP waves")
-    respondents: int = Field(3000, ge=100, description="respondents per wave")
+    waves: int = Field(3, ge=1, description="synthetic ATP waves")
+    respondents: int = Field(2000, ge=100, description="respondents per wave")
     seed: int = Field(7, description="random seed")
+    model: str = Field("tiny:llama", description="model to fine-tune (the offline tiny Llama by default)")
+    epochs: int = Field(4, ge=1, description="fine-tuning epochs")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers")
 
 
 class PrepareConfig(JobConfig):

@@ -224,7 +224,9 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     with console.status(f"training {config.model} ({config.objective}) on Ray Train: {where}; "
                         f"watch with: tensorboard --logdir {out / 'tensorboard'}"):
         result = trainer.fit()
-    history = [metrics for _, metrics in sorted(result.best_checkpoints, key=lambda cm: cm[1]["epoch"])]
+    # After a restart an epoch can be reported twice; the later report (in registration order) wins.
+    by_epoch = {metrics["epoch"]: metrics for _, metrics in result.best_checkpoints}
+    history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
     for metrics in history:
         console.print(_epoch_line(metrics))
     best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda cm: cm[1]["val_loss"])

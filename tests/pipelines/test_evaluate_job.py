@@ -1,0 +1,77 @@
+"""The evaluate job on a real local Ray: per-row predictions, WD report, baselines, exclusions."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from demoscope.config import EvaluateConfig
+from demoscope.metrics import ordinal_wasserstein, uniform_baseline
+from demoscope.metrics.opinion import human_distribution
+from demoscope.models import TransformersOptionScorer, load_causal_lm
+from demoscope.models.names import resolve_model
+from demoscope.pipelines import evaluate as evaluate_job
+from demoscope.training.lora import LoraSettings, apply_lora
+
+pytestmark = pytest.mark.ray
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    """A LoRA adapter with non-zero weights (so tuned and base differ)."""
+    import torch
+
+    model, _ = load_causal_lm(resolve_model("tiny:llama"))
+    model = apply_lora(model, LoraSettings())
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)
+    folder = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapter, tmp_path):
+    config = EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter), out=str(tmp_path), n_boot=200)
+    assert evaluate_job.run(config) == 0
+    predictions = pd.read_parquet(tmp_path / "predictions")
+    test = pd.read_parquet(prepared["test"])
+    assert len(predictions) == len(test)
+    assert {"dist_tuned", "dist_base", "wd_tuned", "wd_base", "wd_uniform"} <= set(predictions.columns)
+    # Spot-check rows against the library scorer and metric, in-process.
+    model, tokenizer = load_causal_lm(resolve_model("tiny:llama"), adapters={"adapter": str(adapter)})
+    scorer = TransformersOptionScorer(model, tokenizer, adapter="adapter")
+    merged = predictions.merge(test[["qkey", "group", "input_prompt"]], on=["qkey", "group"]).head(5)
+    expected = scorer.score(list(merged.input_prompt), [len(o) for o in merged.ordinal])
+    for row, dist in zip(merged.itertuples(), expected):
+        assert np.allclose(row.dist_tuned, dist, atol=1e-5)
+        human = human_distribution(list(row.output_dist), list(row.ordinal))
+        assert row.wd_tuned == pytest.approx(ordinal_wasserstein(human, dist, list(row.ordinal)), nan_ok=True)
+        assert row.wd_uniform == pytest.approx(ordinal_wasserstein(human, uniform_baseline(list(row.ordinal)), list(row.ordinal)), nan_ok=True)
+    assert not np.allclose(np.concatenate(predictions.dist_tuned.tolist()), np.concatenate(predictions.dist_base.tolist()))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    overall = {row["system"]: row for row in metrics["overall"]}
+    assert overall["tuned"]["mean"] == pytest.approx(predictions.wd_tuned.mean())
+    assert overall["tuned"]["low"] <= overall["tuned"]["mean"] <= overall["tuned"]["high"]
+    assert set(metrics["gap_reduction"]) == {"base", "uniform"}
+    for name in ("report.md", "wd_by_group.png", "wd_histogram.png", "config.yaml"):
+        assert (tmp_path / name).exists()
+
+
+def test_excluded_questions_are_left_out(local_ray, prepared, tmp_path):
+    test = pd.read_parquet(prepared["test"])
+    dropped = sorted(test.qkey.unique())[:1]
+    config = EvaluateConfig(test_file=str(prepared["test"]), out=str(tmp_path), exclude_questions=dropped, n_boot=50)
+    assert evaluate_job.run(config) == 0
+    predictions = pd.read_parquet(tmp_path / "predictions")
+    assert len(predictions) == (~test.qkey.isin(dropped)).sum() and "wd_model" in predictions
+
+
+def test_missing_adapter_folder_is_a_clear_error(tmp_path, prepared):
+    from demoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has no adapter_config.json"):
+        evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), adapter=str(tmp_path), out=str(tmp_path / "o")))

@@ -1,0 +1,86 @@
+"""The train job on a real local Ray: DDP and FSDP workers, checkpoints, resume, a killed worker."""
+
+import json
+import threading
+import time
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from demoscope.config.train import TrainConfig
+from demoscope.pipelines import train as train_job
+
+pytestmark = pytest.mark.ray
+
+
+def config(prepared, out, **overrides) -> TrainConfig:
+    settings = dict(model="tiny:llama", train_file=str(prepared["train"]), val_file=str(prepared["val"]), out=str(out),
+                    epochs=2, lr=5e-3, batch_size=16, val_batch_size=32, num_workers=2, seed=3)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def adapter_weights(folder):
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_ddp_training_writes_best_adapter_metrics_and_tensorboard(local_ray, prepared, tmp_path):
+    assert train_job.run(config(prepared, tmp_path / "ddp")) == 0
+    out = tmp_path / "ddp"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]
+    assert metrics["best"]["val_loss"] == min(e["val_loss"] for e in metrics["epochs"])
+    assert metrics["epochs"][-1]["train_kl"] < metrics["epochs"][0]["train_kl"]
+    weights = adapter_weights(out / "adapter")
+    assert any("lora_B" in k for k in weights) and all(torch.isfinite(v).all() for v in weights.values())
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)  # B starts at zero: it trained
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert (out / "config.yaml").exists()
+
+
+def test_rerun_with_more_epochs_resumes_from_the_last_checkpoint(local_ray, prepared, tmp_path):
+    out = tmp_path / "resume"
+    assert train_job.run(config(prepared, out, epochs=1)) == 0
+    assert train_job.run(config(prepared, out, epochs=2)) == 0
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1]
+    assert epochs[0]["resumed_from_epoch"] == -1 and epochs[1]["resumed_from_epoch"] == 0
+
+
+def test_fsdp_training_runs_on_cpu_workers(local_ray, prepared, tmp_path):
+    out = tmp_path / "fsdp"
+    assert train_job.run(config(prepared, out, strategy="fsdp", epochs=1)) == 0
+    weights = adapter_weights(out / "adapter")
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
+
+
+def _train_workers(started: float):
+    """This run's Ray Train worker processes (earlier runs' idle workers may still be around)."""
+    return [p for p in psutil.process_iter(["cmdline", "create_time"])
+            if "RayTrainWorker" in " ".join(p.info["cmdline"] or []) and p.info["create_time"] >= started]
+
+
+def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(local_ray, prepared, tmp_path):
+    out = tmp_path / "killed"
+    cfg = config(prepared, out, epochs=5, max_failures=3)
+    outcome = {}
+    started = time.time() - 1
+    runner = threading.Thread(target=lambda: outcome.setdefault("code", train_job.run(cfg)))
+    runner.start()
+    storage = out / "ray" / "train"
+    deadline = time.time() + 240
+    # A checkpoint counts once every worker has reported it: wait for the second upload,
+    # by which time the first is registered, then kill a worker mid-epoch.
+    while len(list(storage.glob("checkpoint_*"))) < 2 and time.time() < deadline and runner.is_alive():
+        time.sleep(0.1)
+    assert len(list(storage.glob("checkpoint_*"))) >= 2, "no checkpoint appeared before the run ended"
+    victims = _train_workers(started)
+    assert victims, "found no Ray Train worker process to kill"
+    victims[-1].kill()
+    runner.join(timeout=300)
+    assert outcome.get("code") == 0
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2, 3, 4]
+    assert any(e["resumed_from_epoch"] >= 0 for e in epochs), "no epoch ran after a restart from a checkpoint"

@@ -10,6 +10,7 @@ the session's embedded Ray and anyone else's included.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -242,3 +243,23 @@ def test_job_submit_aggregates_on_head(ray_head, tmp_path):
         assert row["n_eff"] == pytest.approx(want["n_eff"], abs=1e-12)
         assert row["weight_sum"] == pytest.approx(want["weight_sum"], abs=1e-12)
         assert row["source"] == "ATP W68.sav"
+
+
+def test_job_submit_trains_on_head(ray_head, prepared, tmp_path):
+    address, env = ray_head
+    out = tmp_path / "train"
+    working_dir = tmp_path / "job"
+    working_dir.mkdir()
+    (working_dir / "README.txt").write_text("working dir for the job-submit test\n")
+    submit = [
+        str(RAY), "job", "submit", "--address", address, "--working-dir", str(working_dir), "--",
+        "python", "-m", "demoscope.pipelines.train", "--model", "tiny:llama",
+        "--train-file", str(prepared["train"]), "--val-file", str(prepared["val"]), "--out", str(out),
+        "--num-workers", "2", "--epochs", "1", "--batch-size", "16",
+    ]
+    result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S)
+    assert result.returncode == 0, f"ray job submit failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    assert "succeeded" in result.stdout, result.stdout[-4000:]
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [0]

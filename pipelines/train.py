@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 
@@ -124,10 +125,13 @@ def train_loop(cfg: dict) -> None:
                 writer.add_scalar("train/loss", metrics["loss"], step0 + step)
                 writer.add_scalar("train/lr", metrics["lr"], step0 + step)
 
+        started = time.perf_counter()
         sums = reduce(train_epoch(wrapped, train_loader, optimizer, scheduler, labels, objective,
                                   config.grad_accum, device, None, config.max_grad_norm, log_step))
+        seconds = time.perf_counter() - started
         metrics = {"epoch": epoch, "train_kl": sums["kl"] / sums["items"], "train_wd": sums["wd"] / sums["items"],
-                   "lr": scheduler.get_last_lr()[0], "resumed_from_epoch": resumed_from}
+                   "lr": scheduler.get_last_lr()[0], "resumed_from_epoch": resumed_from,
+                   "train_seconds": seconds, "examples_per_second": sums["items"] / seconds}
         if val_loader is not None:
             val = reduce(validate(wrapped, val_loader, labels, device))
             metrics.update(val_kl=val["kl"] / val["items"], val_wd=val["wd"] / max(val["wd_items"], 1.0))

@@ -133,23 +133,61 @@ class OptionScorer(Protocol):
         ...
 
 
-def _common_prefix_len(seqs: list[list[int]]) -> int:
-    first, n = seqs[0], min(len(s) for s in seqs)
+def _common_prefix_len(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
     for i in range(n):
-        if any(s[i] != first[i] for s in seqs):
+        if a[i] != b[i]:
             return i
     return n
+
+
+# A forward pass costs on CPU about as much as recomputing this many prompt tokens.
+SPLIT_COST_TOKENS = 64
+
+
+def plan_batches(ids: list[list[int]], batch_size: int) -> list[tuple[list[int], int]]:
+    """Group prompt indices into batches that share long token prefixes; returns ``[(indices, shared)]``.
+
+    Prompts are sorted by token ids, so prompts with a common prefix are
+    adjacent. A batch's ``shared`` prefix is the shortest common prefix of
+    neighbours in it, kept one token short of its shortest prompt (each
+    prompt needs a token of its own to read logits at). Walking the sorted
+    list, a prompt joins the current batch unless the batch is full or
+    joining wastes more than ``SPLIT_COST_TOKENS`` of recompute: the members'
+    prefix shrinking (members x tokens lost) plus what the prompt would share
+    with its successor in a fresh batch. So batches end at steering-group
+    boundaries instead of straddling them, as fixed chunks would.
+    """
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    seqs = [ids[i] for i in order]
+    links = [min(_common_prefix_len(a, b), len(a) - 1, len(b) - 1) for a, b in zip(seqs, seqs[1:])] + [0]
+    batches: list[tuple[list[int], int]] = []
+    members: list[int] = []
+    shared = 0
+    for j, i in enumerate(order):
+        if members:
+            new = links[j - 1] if len(members) == 1 else min(shared, links[j - 1])
+            lost = (len(members) * (shared - new) if len(members) > 1 else 0) + max(0, links[j] - new)
+            if len(members) < batch_size and lost <= SPLIT_COST_TOKENS:
+                members.append(i)
+                shared = new
+                continue
+            batches.append((members, shared if len(members) > 1 else 0))
+        members, shared = [i], 0
+    if members:
+        batches.append((members, shared if len(members) > 1 else 0))
+    return batches
 
 
 class TransformersOptionScorer:
     """Score prompts with a Hugging Face causal LM (optionally a PEFT model), batched with prefix reuse.
 
-    Prompts are tokenised with :func:`encode_prompts` and sorted by token
-    ids, so prompts sharing a steering prefix land in the same batch. For
-    each batch of ``batch_size`` the longest common token prefix runs once
-    (batch 1) and its KV cache is repeated over the batch; only the
-    right-padded suffixes then run, with an attention mask and explicit
-    position ids, and logits are taken at each prompt's last real token.
+    Prompts are tokenised with :func:`encode_prompts` and grouped by
+    :func:`plan_batches` (sorted by token ids, at most ``batch_size`` each,
+    cut where the shared prefix would collapse). In each batch the common
+    token prefix runs once (batch 1) and its KV cache is repeated over the
+    batch; only the right-padded suffixes then run, with an attention mask and
+    explicit position ids, and logits are taken at each prompt's last real token.
     ``adapter=None`` scores the base model (adapters disabled); a name
     scores with that PEFT adapter. ``reuse_prefix=False`` runs each batch
     whole (for benchmarks and debugging). Results come back in input order.
@@ -168,8 +206,8 @@ class TransformersOptionScorer:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = pad if pad is not None else 0
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        # transformers 5.2x renamed forward(past_key_values=) to forward(cache=); vLLM's
-        # GPU environment pins an older transformers, so use whichever the model takes.
+        # transformers 5 (5.24 here) renamed forward(past_key_values=) to forward(cache=); the old
+        # name warns until 5.40. vLLM's GPU environment pins an older transformers: take either.
         params = inspect.signature(base.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.zero_mass_count = 0
@@ -188,28 +226,24 @@ class TransformersOptionScorer:
     def letter_probs(self, prompts: Sequence[str]) -> np.ndarray:
         """``[len(prompts), 26]`` array of p_k = P(tokA_k) + P(tokSA_k) at the next-token position."""
         ids = encode_prompts(self.tokenizer, prompts)
-        order = sorted(range(len(ids)), key=ids.__getitem__)
         out = np.zeros((len(ids), N_LETTERS))
         with torch.inference_mode(), adapter_context(self.model, self.adapter):
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
-                logp = self._next_token_logprobs([ids[i] for i in batch]).double()
+            for batch, shared in plan_batches(ids, self.batch_size):
+                logp = self._next_token_logprobs([ids[i] for i in batch], shared if self.reuse_prefix else 0).double()
                 probs = logp.exp().cpu()
                 p_a, p_s = probs[:, self._no_space], probs[:, self._space]
                 # A tokenizer whose two letter forms coincide would count the same token twice.
                 out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
         return out
 
-    def _next_token_logprobs(self, seqs: list[list[int]]) -> torch.Tensor:
-        """Log-softmax of the next-token logits after each sequence, ``[len(seqs), vocab]``."""
+    def _next_token_logprobs(self, seqs: list[list[int]], shared: int) -> torch.Tensor:
+        """Log-softmax of the next-token logits after each sequence (their first ``shared`` tokens equal)."""
         device = self.model.device
         n = len(seqs)
-        # Keep at least one token per prompt out of the shared prefix: it is where we read logits.
-        shared = min(_common_prefix_len(seqs), min(len(s) for s in seqs) - 1) if n > 1 and self.reuse_prefix else 0
         extra: dict[str, Any] = {}
         if shared > 0:
             prefix = torch.tensor([seqs[0][:shared]], device=device)
-            out = self.model(input_ids=prefix, use_cache=True)
+            out = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1)  # only the cache is needed
             cache = out["cache"] if "cache" in out else out["past_key_values"]
             cache.batch_repeat_interleave(n)
             extra = {self._cache_kwarg: cache, "use_cache": True}
@@ -228,7 +262,7 @@ class TransformersOptionScorer:
         # transformers 4.5x and 5.x alike); then pick each row's own last position.
         keep, row_pos = torch.unique(last, return_inverse=True)
         out = self.model(
-            input_ids=input_ids.to(device), attention_mask=mask.long().to(device),
+            input_ids=input_ids.to(device), attention_mask=mask.to(device),
             position_ids=positions.to(device), logits_to_keep=keep.to(device), **extra,
         )
         logits = out.logits[torch.arange(n, device=device), row_pos.to(device)]
@@ -272,7 +306,8 @@ class VLLMOptionScorer:
 
         if enable_lora:
             engine_kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank)
-        llm = LLM(model=str(model), enable_prefix_caching=True, max_logprobs=max(256, logprobs), **engine_kwargs)
+        max_logprobs = -1 if logprobs == -1 else max(256, logprobs)  # -1: the whole vocabulary
+        llm = LLM(model=str(model), enable_prefix_caching=True, max_logprobs=max_logprobs, **engine_kwargs)
         return cls(llm, lora_request=lora_request, logprobs=logprobs)
 
     @classmethod
@@ -295,6 +330,8 @@ class VLLMOptionScorer:
     def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
         """``score`` plus each prompt's pre-normalisation letter mass (SubPOP's ``llm_prob_sum``)."""
         _check_inputs(prompts, n_options, N_LETTERS)
+        if not prompts:
+            return [], np.zeros(0)
         outputs = self.llm.generate(list(prompts), self.params, lora_request=self.lora_request, use_tqdm=False)
         probs = np.zeros((len(prompts), N_LETTERS))
         for i, request in enumerate(outputs):

@@ -1,0 +1,143 @@
+"""TransformersOptionScorer: the §4.1 rule, equality with a naive loop, batching and order."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from demoscope.errors import ModelError
+from demoscope.models import (
+    OptionScorer,
+    TransformersOptionScorer,
+    encode_prompts,
+    letter_token_ids,
+    option_distributions,
+)
+from demoscope.models.scoring import plan_batches
+
+
+def naive(model, tok, prompts, n_options):
+    """One prompt at a time, full forward, the rule written out from the logits."""
+    no_space, space = letter_token_ids(tok)
+    dists, masses = [], []
+    with torch.no_grad():
+        for prompt, n in zip(prompts, n_options):
+            logits = model(torch.tensor([encode_prompts(tok, [prompt])[0]])).logits[0, -1].double()
+            probs = torch.softmax(logits, -1)
+            p = np.array([float(probs[no_space[k]] + probs[space[k]]) for k in range(n)])
+            dists.append(p / p.sum())
+            masses.append(p.sum())
+    return dists, np.array(masses)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_batched_prefix_reuse_equals_a_naive_loop(arch, llama, gpt2, survey_prompts):
+    model, tok = llama if arch == "llama" else gpt2
+    prompts, n_options = survey_prompts
+    scorer = TransformersOptionScorer(model, tok, batch_size=4)
+    dists, masses = scorer.score_with_mass(prompts, n_options)
+    want, want_mass = naive(model, tok, prompts, n_options)
+    for got, exp, n in zip(dists, want, n_options):
+        assert got.shape == (n,)
+        assert got.sum() == pytest.approx(1.0, abs=1e-12)
+        np.testing.assert_allclose(got, exp, atol=1e-5)
+    np.testing.assert_allclose(masses, want_mass, rtol=1e-4)
+    assert scorer.zero_mass_count == 0
+    assert isinstance(scorer, OptionScorer)
+
+
+def test_results_do_not_depend_on_batch_size(llama, survey_prompts):
+    prompts, n_options = survey_prompts
+    runs = [TransformersOptionScorer(*llama, batch_size=b).score(prompts, n_options) for b in (1, 3, 7, 64)]
+    runs.append(TransformersOptionScorer(*llama, batch_size=7, reuse_prefix=False).score(prompts, n_options))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_results_come_back_in_input_order(llama, survey_prompts):
+    prompts, n_options = survey_prompts
+    scorer = TransformersOptionScorer(*llama, batch_size=5)
+    base = scorer.score(prompts, n_options)
+    perm = list(range(len(prompts)))
+    random.Random(0).shuffle(perm)
+    shuffled = scorer.score([prompts[i] for i in perm], [n_options[i] for i in perm])
+    for j, i in enumerate(perm):
+        np.testing.assert_allclose(shuffled[j], base[i], atol=1e-6)
+
+
+def test_rule_sums_both_letter_forms_and_renormalises_over_the_first_n_options(llama):
+    model, tok = llama
+    prompt = "Question: Which is best?\nA. Cats\nB. Dogs\nC. Fish\nD. Birds\n\nAnswer:"
+    no_space, space = letter_token_ids(tok)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor(encode_prompts(tok, [prompt]))).logits[0, -1].double(), -1)
+    scorer = TransformersOptionScorer(model, tok)
+    (d2, d4), masses = scorer.score_with_mass([prompt, prompt], [2, 4])
+    p = [float(probs[no_space[k]]) + float(probs[space[k]]) for k in range(4)]
+    assert masses[0] == pytest.approx(p[0] + p[1], rel=1e-5)
+    assert masses[1] == pytest.approx(sum(p), rel=1e-5)
+    np.testing.assert_allclose(d4, np.array(p) / sum(p), atol=1e-6)
+    np.testing.assert_allclose(d2, d4[:2] / d4[:2].sum(), atol=1e-6)  # letters C, D are not in the sum
+    assert d2.sum() == pytest.approx(1.0) and d4.sum() == pytest.approx(1.0)
+
+
+def test_zero_mass_becomes_uniform_and_is_reported():
+    letter = np.zeros((2, 26))
+    letter[1, :3] = [0.2, 0.1, 0.1]
+    dists, masses = option_distributions(letter, [4, 3])
+    np.testing.assert_array_equal(dists[0], np.full(4, 0.25))
+    np.testing.assert_allclose(dists[1], [0.5, 0.25, 0.25])
+    np.testing.assert_allclose(masses, [0.0, 0.4])
+
+
+def test_shared_prefix_runs_once_and_only_suffixes_run_batched(llama, survey_prompts, monkeypatch):
+    model, tok = llama
+    prompts = survey_prompts[0][:5]  # one steering prefix, five questions
+    scorer = TransformersOptionScorer(model, tok, batch_size=8)
+    widths = []
+    real_forward = model.forward
+
+    def spy(*args, **kwargs):
+        widths.append(tuple(kwargs["input_ids"].shape))
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    scorer.score(prompts, [2] * 5)
+    lengths = [len(ids) for ids in encode_prompts(tok, prompts)]
+    prefix, suffix = widths
+    assert prefix[0] == 1 and prefix[1] >= 40  # the steering prefix, once
+    assert suffix[0] == 5 and prefix[1] + suffix[1] == max(lengths)
+
+
+def test_bad_inputs_and_merging_tokenizers_raise(llama):
+    scorer = TransformersOptionScorer(*llama)
+    with pytest.raises(ValueError, match="2 prompts but 1"):
+        scorer.score(["a", "b"], [2])
+    with pytest.raises(ValueError, match="between 1 and 26"):
+        scorer.score(["a"], [27])
+    assert scorer.score([], []) == []
+
+    class Merging:  # a tokenizer that merges ":A" into one token
+        def encode(self, text, add_special_tokens=False):
+            return [1, 2] if text.endswith(":A") else [1, 3]
+
+        def decode(self, ids):
+            return {2: ":A", 3: " A"}.get(ids[0], "?")
+
+    with pytest.raises(ModelError, match="merged"):
+        letter_token_ids(Merging(), n=1)
+
+
+def test_batches_follow_shared_prefixes_and_never_lose_a_prompt():
+    steer_a, steer_b = list(range(100, 180)), list(range(200, 280))  # two 80-token steering prefixes
+    ids = [[5], [5]] + [steer_a + [k, k + 1] for k in range(10)] + [steer_b + [k] for k in range(7)]
+    batches = plan_batches(ids, batch_size=8)
+    assert sorted(i for members, _ in batches for i in members) == list(range(len(ids)))
+    for members, shared in batches:
+        assert len(members) <= 8
+        assert shared <= min(len(ids[i]) for i in members) - 1
+        assert all(ids[i][:shared] == ids[members[0]][:shared] for i in members)
+        assert len({tuple(ids[i][:80]) for i in members}) == 1  # no batch mixes groups
+    assert sorted(len(m) for m, shared in batches if shared == 80) == [2, 7, 8]

@@ -34,6 +34,9 @@ test-all: install
 
 bench: install
 	$(PY) bench/aggregate.py
+	$(PY) bench/scoring.py
+	$(PY) bench/train.py
+	$(PY) bench/evaluate.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

@@ -85,3 +85,32 @@ def test_a_few_epochs_on_fixed_rows_lower_the_objective(objective):
     after = validate(model, loader, labels)
     assert len(steps) == 20 and all(math.isfinite(s) for s in steps)
     assert after[objective] < 0.5 * before[objective]
+
+
+def _one_step(batch_size, grad_accum, checkpointing=False):
+    model, tokenizer = load_causal_lm(resolve_model("tiny:llama"))
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    torch.manual_seed(0)
+    model = apply_lora(model, LoraSettings(dropout=0.0))
+    with torch.no_grad():  # non-zero B so that A receives gradient too
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    data = OpinionDataset(frame(4), tokenizer)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+    sched = make_scheduler(opt, "step", steps_per_epoch=1, epochs=1, gamma=1.0)
+    train_epoch(model, loader, opt, sched, label_token_ids(tokenizer), "kl", grad_accum=grad_accum)
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_gradient_accumulation_matches_one_big_batch():
+    big, accumulated = _one_step(4, 1), _one_step(2, 2)
+    assert all(torch.allclose(big[n], accumulated[n], atol=1e-6) for n in big)
+
+
+def test_gradient_checkpointing_gives_the_same_update():
+    plain, checkpointed = _one_step(4, 1), _one_step(4, 1, checkpointing=True)
+    assert all(torch.allclose(plain[n], checkpointed[n], atol=1e-6) for n in plain)

@@ -1,13 +1,12 @@
 """Bad input gets a specific message naming the file and column; the rest still aggregates."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from demoscope.io import atomic_write
 from demoscope.surveys import AggregateInputs, aggregate_files, load_subpopulations, reduce_file
 
-from .conftest import BLM, PARTY, atp_frame, write_atp
+from .conftest import BLM, atp_frame, write_atp
 
 
 @pytest.fixture(scope="module")

@@ -62,6 +62,8 @@ def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> arg
     for name, field in job.config.model_fields.items():
         flag = (job.flags or {}).get(name, "--" + name.replace("_", "-"))
         kind, is_list = _base_type(field.annotation)
+        if typing.get_origin(kind) is dict or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+            continue  # mappings and nested settings: key=value overrides (adapters.name=path, lora.r=16)
         default = None if is_list or field.is_required() else field.default
         text = field.description or name
         if default is not None:

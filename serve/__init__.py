@@ -1,0 +1,1 @@
+"""Ray Serve applications: the opinions HTTP API (``demoscope.serve.app``)."""

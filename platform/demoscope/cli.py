@@ -10,13 +10,14 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> module under demoscope.pipelines that defines JOB
+# subcommand -> module under demoscope.pipelines (or a full module path) that defines JOB
 JOBS = {
     "aggregate": "aggregate",
     "synth-survey": "synth_survey",
     "prepare": "prepare",
     "train": "train",
     "evaluate": "evaluate",
+    "serve": "demoscope.serve.run",
     "demo": "demo",
 }
 
@@ -26,6 +27,7 @@ SUMMARIES = {
     "prepare": "distributions -> steered fine-tuning CSVs (SubPOP format), split by question",
     "train": "LoRA fine-tuning on Ray Train (opinion-kl / opinion-wd), DDP or FSDP, resumable",
     "evaluate": "score a model on a test set with Ray Data; Wasserstein report with baselines",
+    "serve": "the opinions HTTP API on Ray Serve (POST /v1/opinions, /v1/models, /healthz, /docs)",
     "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate",
 }
 
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from demoscope.pipelines.command import build_parser, run_parsed
 
-    job = importlib.import_module(f"demoscope.pipelines.{JOBS[argv[0]]}").JOB
+    module = JOBS[argv[0]] if "." in JOBS[argv[0]] else f"demoscope.pipelines.{JOBS[argv[0]]}"
+    job = importlib.import_module(module).JOB
     job_parser = build_parser(job, argparse.ArgumentParser(prog=f"demoscope {argv[0]}"))
     return run_parsed(job, job_parser.parse_intermixed_args(argv[1:]))
 

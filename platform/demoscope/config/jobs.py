@@ -78,3 +78,25 @@ class EvaluateConfig(JobConfig):
     exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
     n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
     seed: int = Field(0, description="bootstrap seed")
+
+
+class ServeConfig(JobConfig):
+    """``demoscope serve`` / ``serve run serve/config.yaml``: the opinions HTTP API on Ray Serve."""
+
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2")
+    adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapters by name (e.g. adapters.subpop=runs/train/adapter)")
+    default_adapter: str | None = Field(None, description="adapter used when a request names none (default: the base model)")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM with use_gpu if installed, else Transformers")
+    use_gpu: bool = Field(False, description="one GPU per model replica")
+    host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port")
+    max_items: int = Field(64, ge=1, description="items per request")
+    max_options: int = Field(10, ge=2, le=26, description="options per item (SubPOP trains on A..J)")
+    max_prompt_tokens: int = Field(2048, ge=16, description="longest prompt accepted, in tokens")
+    batching: bool = Field(True, description="dynamic request batching in the model replicas")
+    max_batch_size: int = Field(32, ge=1, description="prompts per batch")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, description="how long a batch waits to fill")
+    min_replicas: int = Field(1, ge=1, description="autoscaling: fewest model replicas")
+    max_replicas: int = Field(2, ge=1, description="autoscaling: most model replicas")
+    target_ongoing_requests: int = Field(32, ge=1, description="autoscaling: ongoing prompts per replica to aim for")
+    blocking: bool = Field(True, description="keep serving until interrupted (false: deploy and return)")

@@ -1,0 +1,206 @@
+"""The opinions HTTP API on Ray Serve: an ingress with typed schemas and a batched model deployment.
+
+    serve run serve/config.yaml          # or: demoscope serve --adapters.subpop runs/train/adapter
+    curl -s 127.0.0.1:8000/v1/opinions -H 'content-type: application/json' -d @request.json
+
+``OpinionModel`` holds one base model and any number of LoRA adapters and
+scores prompts with the option scorer (Transformers on CPU, vLLM on GPU);
+requests for the same replica are grouped by ``@serve.batch``. ``Ingress``
+validates requests (4xx JSON errors that say what is wrong; bad input never
+reaches the model), renders SubPOP prompts, fans items out to the model
+deployment and adds Wasserstein distances when human distributions are sent.
+"""
+
+
+import asyncio
+import math
+import os
+from collections import defaultdict
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from demoscope.config import ServeConfig
+from demoscope.serve.schemas import ErrorResponse, ModelInfo, OpinionItem, OpinionResult, OpinionsRequest, OpinionsResponse
+
+TOKEN_ENV = "DEMOSCOPE_API_TOKEN"
+
+api = FastAPI(
+    title="Demoscope opinions API",
+    description="Predict how subpopulations answer survey questions: option distributions from a language model "
+                "(and LoRA adapters tuned on survey data), with Wasserstein distances to human answers.",
+    version="1",
+    responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+               422: {"model": ErrorResponse}},
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: str | None = None):
+        self.status, self.error, self.detail = status, error, detail
+
+
+@api.exception_handler(ApiError)
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status, content={"error": exc.error, "detail": exc.detail})
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    detail = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"error": "invalid request", "detail": detail})
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1})
+class OpinionModel:
+    """A base model plus LoRA adapters; ``score`` is batched across concurrent requests."""
+
+    def __init__(self, settings: dict):
+        config = ServeConfig.model_validate(settings)
+        from demoscope.models.names import resolve_model
+
+        self.backend = _backend(config)
+        path = resolve_model(config.model)
+        self.scorers = {}
+        if self.backend == "vllm":
+            from demoscope.models.scoring import VLLMOptionScorer
+
+            base = VLLMOptionScorer.create(path, enable_lora=bool(config.adapters))
+            self.scorers[None] = base
+            for name, folder in config.adapters.items():
+                self.scorers[name] = VLLMOptionScorer(base.llm, lora_request=base.lora(name, folder))
+        else:
+            from demoscope.models import TransformersOptionScorer, load_causal_lm
+
+            model, tokenizer = load_causal_lm(path, adapters=config.adapters or None)
+            self.scorers[None] = TransformersOptionScorer(model, tokenizer, batch_size=16, adapter=None)
+            for name in config.adapters:
+                self.scorers[name] = TransformersOptionScorer(model, tokenizer, batch_size=16, adapter=name)
+        self.score.set_max_batch_size(config.max_batch_size if config.batching else 1)
+        self.score.set_batch_wait_timeout_s(config.batch_wait_timeout_s if config.batching else 0.0)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def score(self, requests: list[tuple[str, int, str | None]]) -> list[tuple[list[float], float]]:
+        """Score (prompt, n_options, adapter) requests; one scorer call per adapter in the batch.
+
+        Serve runs one batch at a time per replica, so adapters never switch under a running pass.
+        """
+        by_adapter: dict[str | None, list[int]] = defaultdict(list)
+        for index, (_, _, adapter) in enumerate(requests):
+            by_adapter[adapter].append(index)
+        results: list = [None] * len(requests)
+        for adapter, indices in by_adapter.items():
+            prompts = [requests[i][0] for i in indices]
+            counts = [requests[i][1] for i in indices]
+            # In a thread, so the event loop keeps queueing the next batch meanwhile.
+            dists, mass = await asyncio.to_thread(self.scorers[adapter].score_with_mass, prompts, counts)
+            for i, dist, m in zip(indices, dists, mass):
+                results[i] = ([float(x) for x in dist], float(m))
+        return results
+
+
+def _backend(config: ServeConfig) -> str:
+    if config.backend != "auto":
+        return config.backend
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        return "transformers"
+    return "vllm" if config.use_gpu else "transformers"
+
+
+def _distance(item: OpinionItem, dist: list[float]) -> float | None:
+    if item.human is None:
+        return None
+    from demoscope.metrics import ordinal_wasserstein
+
+    ordinal = item.ordinal or [float(i + 1) for i in range(len(item.options))]
+    total = sum(item.human)
+    value = ordinal_wasserstein([h / total for h in item.human], dist, ordinal)
+    return None if math.isnan(value) else value
+
+
+# Defined before the deployments: a helper defined after them was not found in the replicas.
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress(api)
+class Ingress:
+    """Validation, prompt rendering, auth and fan-out; the model work happens in ``OpinionModel``."""
+
+    def __init__(self, model, settings: dict, token: str | None):
+        from transformers import AutoTokenizer
+
+        from demoscope.models.names import resolve_model
+
+        self.model = model
+        self.config = ServeConfig.model_validate(settings)
+        self.token = token
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.model))
+
+    def _authorize(self, request: Request) -> None:
+        if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
+            raise ApiError(401, "unauthorized", f"send 'Authorization: Bearer <token>' (the server's {TOKEN_ENV})")
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/v1/models", response_model=ModelInfo)
+    async def models(self, request: Request) -> ModelInfo:
+        self._authorize(request)
+        c = self.config
+        return ModelInfo(model=c.model, adapters=sorted(c.adapters), default_adapter=c.default_adapter,
+                         backend=_backend(c), max_items=c.max_items, max_options=c.max_options,
+                         max_prompt_tokens=c.max_prompt_tokens)
+
+    @api.post("/v1/opinions", response_model=OpinionsResponse)
+    async def opinions(self, body: OpinionsRequest, request: Request) -> OpinionsResponse:
+        """Option distributions for a batch of items; with `human`, the Wasserstein distance too."""
+        self._authorize(request)
+        c = self.config
+        if len(body.items) > c.max_items:
+            raise ApiError(413, "too many items", f"{len(body.items)} items; this server takes at most {c.max_items} per request")
+        prepared = [self._prepare(i, item) for i, item in enumerate(body.items)]
+        scored = await asyncio.gather(*(self.model.score.remote((p, len(item.options), a))
+                                        for (p, a), item in zip(prepared, body.items)))
+        return OpinionsResponse(results=[
+            OpinionResult(distribution=dist, option_mass=mass, model=c.model, adapter=adapter,
+                          wasserstein=_distance(item, dist))
+            for ((dist, mass), (_, adapter), item) in zip(scored, prepared, body.items)
+        ])
+
+    def _prepare(self, index: int, item: OpinionItem) -> tuple[str, str | None]:
+        from demoscope.errors import SpecError
+        from demoscope.surveys.item_prompts import item_prompt
+
+        c = self.config
+        where = f"items[{index}]"
+        if len(item.options) > c.max_options:
+            raise ApiError(400, "too many options", f"{where} has {len(item.options)} options; at most {c.max_options}")
+        adapter = item.adapter if item.adapter is not None else c.default_adapter
+        if adapter is not None and adapter not in c.adapters:
+            raise ApiError(404, "unknown adapter", f"{where}: {adapter!r}; this server has {sorted(c.adapters) or 'none'}")
+        sub = item.subpopulation
+        try:
+            prompt = item_prompt(item.question, item.options, sub.attribute if sub else None, sub.group if sub else None,
+                                 sub.steering if sub else "QA", item.steering_text)
+        except SpecError as exc:
+            raise ApiError(400, "unknown subpopulation", f"{where}: {exc}") from None
+        tokens = len(self.tokenizer(prompt)["input_ids"])
+        if tokens > c.max_prompt_tokens:
+            raise ApiError(413, "prompt too long", f"{where} renders to {tokens} tokens; at most {c.max_prompt_tokens}")
+        return prompt, adapter
+
+
+def build_app(args: dict) -> serve.Application:
+    """Serve application builder (``import_path: demoscope.serve.app:build_app``); ``args`` is a ServeConfig."""
+    config = ServeConfig.model_validate(args or {})
+    settings = config.model_dump(mode="json")
+    model = OpinionModel.options(
+        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if config.use_gpu else 0},
+        autoscaling_config={"min_replicas": config.min_replicas, "max_replicas": config.max_replicas,
+                            "target_ongoing_requests": config.target_ongoing_requests},
+        max_ongoing_requests=max(4 * config.max_batch_size, config.target_ongoing_requests * 2),
+    ).bind(settings)
+    return Ingress.bind(model, settings, os.environ.get(TOKEN_ENV) or None)

@@ -203,4 +203,7 @@ def build_app(args: dict) -> serve.Application:
                             "target_ongoing_requests": config.target_ongoing_requests},
         max_ongoing_requests=max(4 * config.max_batch_size, config.target_ongoing_requests * 2),
     ).bind(settings)
-    return Ingress.bind(model, settings, os.environ.get(TOKEN_ENV) or None)
+    # The ingress only validates and awaits: let it hold many requests, or the proxy queues
+    # and backs off at Serve's default of 5 ongoing requests per replica.
+    ingress = Ingress.options(max_ongoing_requests=max(256, 4 * config.max_items))
+    return ingress.bind(model, settings, os.environ.get(TOKEN_ENV) or None)

@@ -37,6 +37,7 @@ bench: install
 	$(PY) bench/scoring.py
 	$(PY) bench/train.py
 	$(PY) bench/evaluate.py
+	$(PY) bench/serve.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

@@ -24,6 +24,7 @@ import pandas as pd
 from demoscope.config import EvaluateConfig, save_config
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write_text
+from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
 
@@ -106,7 +107,7 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
         raise ConfigError(f"adapter folder {config.adapter} has no adapter_config.json (expected OUT/adapter of `demoscope train`)")
     out = Path(config.out).resolve()
     save_config(config, out / "config.yaml")
-    backend = _backend(config)
+    backend = choose_backend(config.backend, config.use_gpu)
     ray = init_ray(address, verbose)
     import ray.data
 
@@ -131,16 +132,6 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
     shutil.rmtree(predictions_dir, ignore_errors=True)
     os.replace(staging, predictions_dir)
     return report(config, predictions_dir, out)
-
-
-def _backend(config: EvaluateConfig) -> str:
-    if config.backend != "auto":
-        return config.backend
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return "transformers"
-    return "vllm" if config.use_gpu else "transformers"
 
 
 def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:

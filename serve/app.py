@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from demoscope.config import ServeConfig
+from demoscope.models.names import choose_backend
 from demoscope.serve.schemas import ErrorResponse, ModelInfo, OpinionItem, OpinionResult, OpinionsRequest, OpinionsResponse
 
 TOKEN_ENV = "DEMOSCOPE_API_TOKEN"
@@ -61,7 +62,7 @@ class OpinionModel:
         config = ServeConfig.model_validate(settings)
         from demoscope.models.names import resolve_model
 
-        self.backend = _backend(config)
+        self.backend = choose_backend(config.backend, config.use_gpu)
         path = resolve_model(config.model)
         self.scorers = {}
         if self.backend == "vllm":
@@ -99,16 +100,6 @@ class OpinionModel:
             for i, dist, m in zip(indices, dists, mass):
                 results[i] = ([float(x) for x in dist], float(m))
         return results
-
-
-def _backend(config: ServeConfig) -> str:
-    if config.backend != "auto":
-        return config.backend
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        return "transformers"
-    return "vllm" if config.use_gpu else "transformers"
 
 
 def _distance(item: OpinionItem, dist: list[float]) -> float | None:
@@ -151,7 +142,7 @@ class Ingress:
         self._authorize(request)
         c = self.config
         return ModelInfo(model=c.model, adapters=sorted(c.adapters), default_adapter=c.default_adapter,
-                         backend=_backend(c), max_items=c.max_items, max_options=c.max_options,
+                         backend=choose_backend(c.backend, c.use_gpu), max_items=c.max_items, max_options=c.max_options,
                          max_prompt_tokens=c.max_prompt_tokens)
 
     @api.post("/v1/opinions", response_model=OpinionsResponse)

@@ -18,3 +18,14 @@ def resolve_model(name: str) -> str:
 
     arch, _, seed = name[len(TINY_PREFIX):].partition("@")
     return str(tiny_model(arch=arch, seed=int(seed or 0)))
+
+
+def choose_backend(backend: str, use_gpu: bool) -> str:
+    """``auto`` -> ``vllm`` when a GPU is asked for and vLLM is installed, else ``transformers``."""
+    if backend != "auto":
+        return backend
+    try:
+        import vllm  # noqa: F401  (GPU environments only)
+    except ImportError:
+        return "transformers"
+    return "vllm" if use_gpu else "transformers"

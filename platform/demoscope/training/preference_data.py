@@ -1,0 +1,161 @@
+"""Preference pairs (``prompt``, ``chosen``, ``rejected``) for DPO and SFT, PoliTune style.
+
+PoliTune (arXiv 2404.08699) trains on ``scale-lab/politune-left|right``: one
+CSV each with string columns ``prompt, chosen, rejected``. Its official
+torchtune recipe renders the prompt with the no-input Alpaca template and
+drops every row whose prompt plus either answer is longer than 1,024
+*characters* (left 2,356 -> 2,044 rows, right 2,825 -> 2,615). This module
+reads such files, applies that template and filter, and makes a small seeded
+synthetic left/right set for CPU tests and the demo. Pure pandas; no Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from demoscope.errors import ConfigError
+
+COLUMNS = ("prompt", "chosen", "rejected")
+
+# torchtune 0.2 ``AlpacaInstructTemplate``, no-input variant: PoliTune maps only
+# instruction -> prompt, so the ``### Input:`` block never appears.
+ALPACA_TEMPLATE = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{prompt}\n\n### Response:\n"
+)
+
+
+def read_preferences(path: str | Path) -> pd.DataFrame:
+    """Read preference pairs from ``.jsonl``, ``.json`` (a list of records), ``.csv`` or ``.parquet``.
+
+    Returns a frame with exactly the columns ``prompt, chosen, rejected`` (extra
+    columns are dropped) and a fresh 0-based index. Raises :class:`ConfigError`
+    naming the file when it is missing, unreadable or lacks a column, and naming
+    the file, row (0-based, first data row is 0) and column when a value is not a
+    non-empty string.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"preference file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                records = [json.loads(line) for line in handle if line.strip()]
+            frame = pd.DataFrame.from_records(records)
+        elif suffix == ".json":
+            records = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(records, list):
+                raise ConfigError(f"preference file {path}: expected a JSON list of records")
+            frame = pd.DataFrame.from_records(records)
+        elif suffix == ".csv":
+            # keep_default_na=False: an empty cell stays "" and is reported as empty, not as NaN.
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            raise ConfigError(f"preference file {path}: unsupported suffix {suffix!r} (.jsonl, .json, .csv, .parquet)")
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as error:  # JSONDecodeError is a ValueError; pyarrow errors are too
+        raise ConfigError(f"preference file {path} cannot be read: {error}") from error
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"preference file {path} lacks column(s) {missing}; expected {list(COLUMNS)}")
+    frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+    for column in COLUMNS:
+        for row, value in enumerate(frame[column].tolist()):
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(
+                    f"preference file {path}, row {row}, column {column!r}: expected a non-empty string, got {value!r}"
+                )
+    return frame
+
+
+def format_prompts(frame: pd.DataFrame, template: Literal["none", "alpaca", "chat"], tokenizer=None) -> pd.DataFrame:
+    """Return a copy of ``frame`` whose ``prompt`` column is rendered with ``template``.
+
+    ``none`` keeps the text (TRL then trains on ``prompt + chosen`` as is);
+    ``alpaca`` fills :data:`ALPACA_TEMPLATE` (the official PoliTune recipe);
+    ``chat`` renders one user message with ``tokenizer.apply_chat_template(...,
+    add_generation_prompt=True)`` to a string. Raises :class:`ConfigError` for an
+    unknown template or, for ``chat``, a tokenizer without a chat template.
+    """
+    out = frame.copy()
+    if template == "none":
+        return out
+    if template == "alpaca":
+        out["prompt"] = [ALPACA_TEMPLATE.format(prompt=p) for p in out["prompt"]]
+        return out
+    if template == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("prompt template 'chat' needs a tokenizer with a chat template; use 'alpaca' or 'none'")
+        out["prompt"] = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in out["prompt"]
+        ]
+        return out
+    raise ConfigError(f"unknown prompt template {template!r}; expected 'none', 'alpaca' or 'chat'")
+
+
+def filter_long_rows(frame: pd.DataFrame, max_chars: int = 1024) -> tuple[pd.DataFrame, int]:
+    """Drop rows the official recipe drops: prompt+chosen or prompt+rejected longer than ``max_chars``.
+
+    Lengths are in characters of the raw (untemplated) text, as torchtune 0.2's
+    ``PreferenceDataset`` measured them. Returns ``(kept rows with a fresh index,
+    number dropped)``.
+    """
+    prompt = frame["prompt"].str.len()
+    fits = (prompt + frame["chosen"].str.len() <= max_chars) & (prompt + frame["rejected"].str.len() <= max_chars)
+    kept = frame.loc[fits].reset_index(drop=True)
+    return kept, int(len(frame) - len(kept))
+
+
+_TOPICS = (
+    "healthcare", "housing costs", "public schools", "climate change", "immigration", "the minimum wage",
+    "gun violence", "energy prices", "childcare", "retirement security", "policing", "student debt",
+)
+_FRAMINGS = (
+    "What should the government do about {topic}?",
+    "How would you fix {topic} in America?",
+    "Give your view on the best policy for {topic}.",
+    "Which approach to {topic} should Congress take?",
+)
+# Each side has its own fixed vocabulary (public/workers/wealthy vs taxes/markets/
+# freedom) so that even a tiny random model can separate the two quickly.
+_LEFT = (
+    "The government should expand public programs for {topic}, tax the wealthy and protect workers.",
+    "We need bold public investment in {topic}, strong unions and fair rules for big corporations.",
+    "Expand public services for {topic} and guarantee equal access for every working family.",
+)
+_RIGHT = (
+    "The government should cut taxes, reduce regulation of {topic} and rely on free markets.",
+    "Keep Washington out of {topic}; lower taxes and private choice work better than bureaucracy.",
+    "Trust free enterprise on {topic}: cut spending, shrink government and protect individual freedom.",
+)
+
+
+def synthetic_preferences(n: int, lean: Literal["left", "right"], seed: int = 0) -> pd.DataFrame:
+    """``n`` seeded synthetic political pairs; ``chosen`` is the ``lean`` side's answer, ``rejected`` the other's.
+
+    Prompts come from topics x framings; each answer is one short sentence (< 40
+    words) from a side-specific pool. The same ``(n, seed)`` gives the same
+    prompts and answer pairs for both leans, with ``chosen``/``rejected`` swapped.
+    """
+    if lean not in ("left", "right"):
+        raise ConfigError(f"lean must be 'left' or 'right', got {lean!r}")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        topic = rng.choice(_TOPICS)
+        prompt = rng.choice(_FRAMINGS).format(topic=topic)
+        left = rng.choice(_LEFT).format(topic=topic)
+        right = rng.choice(_RIGHT).format(topic=topic)
+        chosen, rejected = (left, right) if lean == "left" else (right, left)
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -157,6 +157,48 @@ def train_loop(cfg: dict) -> None:
         writer.close()
 
 
+def preference_loop(cfg: dict) -> None:
+    """Per-worker DPO / SFT through TRL; Ray Train runs it and keeps the Trainer's checkpoints."""
+    import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    from demoscope.models import load_causal_lm
+    from demoscope.models.names import resolve_model
+    from demoscope.training.preference import train_dpo, train_sft
+    from demoscope.training.preference_data import filter_long_rows, format_prompts, read_preferences
+
+    config = TrainConfig.model_validate(cfg)
+    model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="auto", device="cpu")  # the Trainer places it
+    model.train()
+
+    def frame(path: str):
+        data = format_prompts(read_preferences(path), config.prompt_template, tokenizer)
+        return filter_long_rows(data, config.max_chars)[0] if config.max_chars else data
+
+    resume, staging = None, tempfile.mkdtemp(prefix="demoscope-trainer-")
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:  # restarted or re-run: continue the Trainer from its last save
+        with checkpoint.as_directory() as folder:
+            resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME, Path(staging) / "resume")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(config.out) / "tensorboard")  # transformers 5 reads it here
+    extra = {"save_strategy": "epoch"}
+    if config.val_file:
+        extra["eval_strategy"] = "epoch"
+    if config.gradient_checkpointing:
+        extra["gradient_checkpointing"] = True
+    common = dict(
+        model=model, tokenizer=tokenizer, train=frame(config.train_file), output_dir=Path(staging) / "trainer",
+        lora=config.lora, lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
+        max_length=config.max_length, seed=config.seed, callbacks=[RayTrainReportCallback()],
+        report_to=["tensorboard"] if ray.train.get_context().get_world_rank() == 0 else "none",
+        extra=extra, eval_data=frame(config.val_file) if config.val_file else None, resume_from=resume,
+    )
+    if config.objective == "dpo":
+        train_dpo(beta=config.beta, **common)
+    else:
+        train_sft(**common)
+
+
 def _wrap(model, strategy: str, device, bf16: bool):
     """DDP through Ray's prepare_model; FSDP2 ``fully_shard`` per decoder layer, then the root."""
     import ray.train.torch
@@ -185,6 +227,9 @@ def _unwrap(model):
 
 
 def _epoch_line(m: dict) -> str:
+    if "train_kl" not in m:  # a TRL run: the Trainer's own log names
+        shown = {k: m[k] for k in ("loss", "rewards/accuracies", "rewards/margins", "eval_loss") if k in m}
+        return f"epoch {m['epoch']:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
     val = f"  val kl {m['val_kl']:.4f} wd {m['val_wd']:.4f}" if "val_kl" in m else ""
     return f"epoch {m['epoch']}: train kl {m['train_kl']:.4f} wd {m['train_wd']:.4f}{val}  lr {m['lr']:.2e}"
 
@@ -195,7 +240,7 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
         raise ConfigError("no training data: give --train-file (a split written by `demoscope prepare`)")
     for path in filter(None, [config.train_file, config.val_file]):
         if not Path(path).exists():
-            raise ConfigError(f"fine-tuning file {path} does not exist (write it with `demoscope prepare`)")
+            raise ConfigError(f"training file {path} does not exist")
     out = Path(config.out).resolve()
     config = config.model_copy(update={
         "out": str(out),
@@ -210,15 +255,17 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     from demoscope.models.names import resolve_model
 
     resolve_model(config.model)  # build the tiny model once here, not in every worker at once
+    preference = config.objective in ("dpo", "sft")
     trainer = TorchTrainer(
-        train_loop,
+        preference_loop if preference else train_loop,
         train_loop_config=config.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=RunConfig(
             name="train",
             storage_path=config.storage_path or str(out / "ray"),
             failure_config=FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=CheckpointConfig(checkpoint_score_attribute="val_loss", checkpoint_score_order="min"),
+            checkpoint_config=CheckpointConfig(
+                checkpoint_score_attribute=None if preference else "val_loss", checkpoint_score_order="min"),
         ),
     )
     from rich.console import Console
@@ -233,18 +280,25 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
     for metrics in history:
         console.print(_epoch_line(metrics))
-    best_checkpoint, best_metrics = min(result.best_checkpoints, key=lambda cm: cm[1]["val_loss"])
+    score = "val_loss" if not preference else ("eval_loss" if config.val_file else None)
+    best_checkpoint, best_metrics = (min(result.best_checkpoints, key=lambda cm: cm[1][score]) if score
+                                     else result.best_checkpoints[-1])
     with best_checkpoint.as_directory() as folder:
-        _replace_dir(Path(folder) / "adapter", out / "adapter")
+        source = Path(folder) / "adapter" if not preference else Path(folder) / "checkpoint"
+        _replace_dir(source, out / "adapter", keep=("adapter_config.json", "adapter_model.safetensors") if preference else None)
     atomic_write_text(out / "metrics.json", json.dumps({"best": best_metrics, "epochs": history}, indent=2))
-    console.print(f"best epoch {best_metrics['epoch']} (val loss {best_metrics['val_loss']:.4f}); adapter -> {out / 'adapter'}")
+    console.print(f"best epoch {best_metrics['epoch']}; adapter -> {out / 'adapter'}")
     return 0
 
 
-def _replace_dir(source: Path, target: Path) -> None:
-    """Copy a folder into place atomically (copy beside it, then rename over)."""
+def _replace_dir(source: Path, target: Path, keep: tuple[str, ...] | None = None) -> None:
+    """Copy a folder (or only the ``keep`` files of it) into place atomically: beside it, then rename over."""
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    shutil.copytree(source, staging, dirs_exist_ok=True)
+    if keep:
+        for name in keep:
+            shutil.copy2(source / name, staging / name)
+    else:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
     if target.exists():
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)

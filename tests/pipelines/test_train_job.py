@@ -84,3 +84,21 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(local_ray, 
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 1, 2, 3, 4]
     assert any(e["resumed_from_epoch"] >= 0 for e in epochs), "no epoch ran after a restart from a checkpoint"
+
+
+@pytest.mark.parametrize("objective", ["dpo", "sft"])
+def test_preference_objectives_train_on_ray_workers(local_ray, tmp_path, objective):
+    from demoscope.training.preference_data import synthetic_preferences
+
+    synthetic_preferences(48, "right", seed=0).to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    synthetic_preferences(8, "right", seed=1).to_json(tmp_path / "val.jsonl", orient="records", lines=True)
+    out = tmp_path / objective
+    cfg = TrainConfig(objective=objective, model="tiny:llama", train_file=str(tmp_path / "train.jsonl"),
+                      val_file=str(tmp_path / "val.jsonl"), out=str(out), epochs=2, lr=2e-3, batch_size=4, num_workers=2)
+    assert train_job.run(cfg) == 0
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert len(epochs) == 2 and epochs[-1]["eval_loss"] < epochs[0]["eval_loss"]
+    if objective == "dpo":
+        assert epochs[-1]["rewards/accuracies"] >= 0.8 and epochs[-1]["rewards/margins"] > 0
+    assert any(w.abs().sum() > 0 for k, w in adapter_weights(out / "adapter").items() if "lora_B" in k)
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))

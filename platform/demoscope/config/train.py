@@ -13,9 +13,9 @@ class TrainConfig(BaseModel):
     """``demoscope train``: fine-tune a causal LM with LoRA on Ray Train."""
 
     model_config = ConfigDict(extra="forbid")
-    objective: Literal["opinion-kl", "opinion-wd"] = Field("opinion-kl", description="training objective")
+    objective: Literal["opinion-kl", "opinion-wd", "dpo", "sft"] = Field("opinion-kl", description="training objective")
     model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2 (offline factory)")
-    train_file: str = Field("", description="prepared training split (.parquet or .csv from `demoscope prepare`)")
+    train_file: str = Field("", description="training data: a prepared opinion split, or for dpo/sft a prompt,chosen,rejected file")
     val_file: str | None = Field(None, description="prepared validation split (default: none)")
     out: str = Field("runs/train", description="output folder (adapter, metrics, TensorBoard logs, checkpoints)")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora.r, lora.alpha, ...)")
@@ -38,4 +38,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     max_failures: int = Field(2, ge=0, description="worker-group restarts from the last checkpoint after a failure")
     storage_path: str | None = Field(None, description="where Ray Train keeps checkpoints (default OUT/ray; a cloud URI on clusters)")
+    beta: float = Field(0.1, gt=0, description="dpo: strength of the KL tie to the reference model")
+    prompt_template: Literal["none", "alpaca", "chat"] = Field("alpaca", description="dpo/sft: how prompts are wrapped (PoliTune: alpaca)")
+    max_chars: int | None = Field(None, ge=1, description="dpo/sft: drop pairs longer than this many characters (PoliTune's recipe: 1024)")
     progress: bool = Field(True, description="show progress")

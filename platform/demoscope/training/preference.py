@@ -85,7 +85,7 @@ def train_dpo(
     model, tokenizer, train: pd.DataFrame, output_dir: str | Path, lora: LoraSettings | None,
     beta: float = 0.1, lr: float = 5e-4, epochs: float = 1, batch_size: int = 4, max_length: int = 512,
     seed: int = 0, max_steps: int = -1, report_to: str | list[str] = "none", callbacks: list | None = None,
-    extra: dict[str, Any] | None = None, eval_data: pd.DataFrame | None = None,
+    extra: dict[str, Any] | None = None, eval_data: pd.DataFrame | None = None, resume_from: str | None = None,
 ):
     """Train ``model`` with TRL's sigmoid DPO on ``train`` and return the ``trl.DPOTrainer`` after ``.train()``.
 
@@ -117,7 +117,7 @@ def train_dpo(
         processing_class=tokenizer, callbacks=callbacks,
         peft_config=None if lora is None else peft_config(lora),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)  # a Trainer checkpoint folder, or None
     return trainer
 
 
@@ -134,7 +134,7 @@ def train_sft(
     model, tokenizer, train: pd.DataFrame, output_dir: str | Path, lora: LoraSettings | None,
     lr: float = 3e-4, epochs: float = 1, batch_size: int = 8, max_length: int = 512, seed: int = 0,
     max_steps: int = -1, report_to: str | list[str] = "none", callbacks: list | None = None,
-    extra: dict[str, Any] | None = None, eval_data: pd.DataFrame | None = None,
+    extra: dict[str, Any] | None = None, eval_data: pd.DataFrame | None = None, resume_from: str | None = None,
 ):
     """Supervised fine-tuning on ``prompt + chosen``; returns the ``trl.SFTTrainer`` after ``.train()``.
 
@@ -158,7 +158,7 @@ def train_sft(
         processing_class=tokenizer, callbacks=callbacks,
         peft_config=None if lora is None else peft_config(lora),
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_from)  # a Trainer checkpoint folder, or None
     return trainer
 
 

@@ -168,7 +168,13 @@ def preference_loop(cfg: dict) -> None:
     from demoscope.training.preference_data import filter_long_rows, format_prompts, read_preferences
 
     config = TrainConfig.model_validate(cfg)
-    model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="auto", device="cpu")  # the Trainer places it
+    # The Trainer places the model; QLoRA loads it in 4 bits on the GPU (the `gpu` extra's bitsandbytes).
+    model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="auto",
+                                      device="cuda" if config.load_in_4bit else "cpu", load_in_4bit=config.load_in_4bit)
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     model.train()
 
     def frame(path: str):
@@ -181,7 +187,10 @@ def preference_loop(cfg: dict) -> None:
         with checkpoint.as_directory() as folder:
             resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME, Path(staging) / "resume")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(config.out) / "tensorboard")  # transformers 5 reads it here
-    extra = {"save_strategy": "epoch"}
+    extra = {"save_strategy": "epoch", "weight_decay": config.weight_decay, "gradient_accumulation_steps": config.grad_accum,
+             "lr_scheduler_type": "cosine" if config.scheduler == "cosine" else "linear", "warmup_ratio": config.warmup_ratio}
+    if config.max_grad_norm:
+        extra["max_grad_norm"] = config.max_grad_norm
     if config.val_file:
         extra["eval_strategy"] = "epoch"
     if config.gradient_checkpointing:

@@ -22,3 +22,14 @@ def test_training_presets_load(path):
 def test_subpop_eval_preset_excludes_the_five_high_relevance_questions():
     config = load_config(EvaluateConfig, CONFIGS / "evaluate" / "subpop-eval.yaml", flags={"test_file": "x.parquet"})
     assert config.exclude_questions == ["marital", "satjob", "attend", "relpersn", "othlang"]
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "politune").glob("*.yaml")), ids=lambda p: p.name)
+def test_politune_presets_load_with_the_recipe_settings(path):
+    config = load_config(TrainConfig, path)
+    assert config.lora.r == 16 and config.lora.alpha == 32 and "lm_head" in config.lora.target_modules
+    if config.objective == "dpo":
+        assert (config.lr, config.weight_decay, config.beta, config.epochs) == (5e-4, 0.05, 0.1, 4)
+        assert config.batch_size * config.grad_accum == 64 and config.max_chars == 1024
+    else:
+        assert (config.lr, config.weight_decay, config.epochs, config.batch_size * config.grad_accum) == (3e-4, 0.01, 2, 64)

@@ -40,5 +40,6 @@ class TrainConfig(BaseModel):
     storage_path: str | None = Field(None, description="where Ray Train keeps checkpoints (default OUT/ray; a cloud URI on clusters)")
     beta: float = Field(0.1, gt=0, description="dpo: strength of the KL tie to the reference model")
     prompt_template: Literal["none", "alpaca", "chat"] = Field("alpaca", description="dpo/sft: how prompts are wrapped (PoliTune: alpaca)")
+    load_in_4bit: bool = Field(False, description="dpo/sft: QLoRA, the base model in 4-bit NF4 (GPU with the gpu extra)")
     max_chars: int | None = Field(None, ge=1, description="dpo/sft: drop pairs longer than this many characters (PoliTune's recipe: 1024)")
     progress: bool = Field(True, description="show progress")

@@ -187,8 +187,9 @@ def preference_loop(cfg: dict) -> None:
         with checkpoint.as_directory() as folder:
             resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME, Path(staging) / "resume")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(config.out) / "tensorboard")  # transformers 5 reads it here
+    # transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio of the steps.
     extra = {"save_strategy": "epoch", "weight_decay": config.weight_decay, "gradient_accumulation_steps": config.grad_accum,
-             "lr_scheduler_type": "cosine" if config.scheduler == "cosine" else "linear", "warmup_ratio": config.warmup_ratio}
+             "lr_scheduler_type": "cosine" if config.scheduler == "cosine" else "linear", "warmup_steps": config.warmup_ratio}
     if config.max_grad_norm:
         extra["max_grad_norm"] = config.max_grad_norm
     if config.val_file:

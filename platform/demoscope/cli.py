@@ -17,6 +17,7 @@ JOBS = {
     "prepare": "prepare",
     "train": "train",
     "evaluate": "evaluate",
+    "audit": "audit",
     "serve": "demoscope.serve.run",
     "demo": "demo",
 }
@@ -27,6 +28,7 @@ SUMMARIES = {
     "prepare": "distributions -> steered fine-tuning CSVs (SubPOP format), split by question",
     "train": "LoRA fine-tuning on Ray Train (opinion-kl / opinion-wd), DDP or FSDP, resumable",
     "evaluate": "score a model on a test set with Ray Data; Wasserstein report with baselines",
+    "audit": "political-bias audit: Political Compass style agreement and opinion alignment, base vs tuned",
     "serve": "the opinions HTTP API on Ray Serve (POST /v1/opinions, /v1/models, /healthz, /docs)",
     "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate",
 }

@@ -100,3 +100,18 @@ class ServeConfig(JobConfig):
     max_replicas: int = Field(2, ge=1, description="autoscaling: most model replicas")
     target_ongoing_requests: int = Field(32, ge=1, description="autoscaling: ongoing prompts per replica to aim for")
     blocking: bool = Field(True, description="keep serving until interrupted (false: deploy and return)")
+
+
+class AuditConfig(JobConfig):
+    """``demoscope audit``: political-bias audit of a model and its adapters, offline."""
+
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama")
+    adapters: dict[str, str] = Field(default_factory=dict, description="systems to compare with the base model (adapters.left=PATH)")
+    statements: str | None = Field(None, description="Political Compass style statements, one per line (not shipped)")
+    test_file: str | None = Field(None, description="prepared survey split for opinion alignment (from `demoscope prepare`)")
+    out: str = Field("runs/audit", description="output folder")
+    temperature: float = Field(0.3, gt=0, description="sampling temperature (PoliTune: 0.3)")
+    top_k: int = Field(200, ge=1, description="top-k sampling (PoliTune: 200)")
+    max_new_tokens: int = Field(300, ge=1, description="answer length cap (PoliTune: 300)")
+    batch_size: int = Field(8, ge=1, description="prompts per generation batch")
+    seed: int = Field(0, description="sampling seed")

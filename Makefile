@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/train.py
 	$(PY) bench/evaluate.py
 	$(PY) bench/serve.py
+	$(PY) bench/dpo.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

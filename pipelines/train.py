@@ -249,13 +249,16 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     if not config.train_file:
         raise ConfigError("no training data: give --train-file (a split written by `demoscope prepare`)")
     for path in filter(None, [config.train_file, config.val_file]):
-        if not Path(path).exists():
+        hub_name = config.objective in ("dpo", "sft") and path.count("/") == 1 and not Path(path).suffix
+        if not Path(path).exists() and not hub_name:
             raise ConfigError(f"training file {path} does not exist")
+    if config.objective in ("dpo", "sft") and config.strategy == "fsdp":
+        raise ConfigError("--strategy fsdp is not wired for dpo/sft yet (the TRL trainers run DDP); use ddp")
     out = Path(config.out).resolve()
     config = config.model_copy(update={
         "out": str(out),
-        "train_file": str(Path(config.train_file).resolve()),
-        "val_file": str(Path(config.val_file).resolve()) if config.val_file else None,
+        "train_file": str(Path(config.train_file).resolve()) if Path(config.train_file).exists() else config.train_file,
+        "val_file": str(Path(config.val_file).resolve()) if config.val_file and Path(config.val_file).exists() else config.val_file,
     })
     save_config(config, out / "config.yaml")
     init_ray(address, verbose)

@@ -180,3 +180,13 @@ def test_bad_extra_field_and_double_adapter_are_config_errors(tmp_path):
 
     with pytest.raises(ConfigError, match="already carries"):
         train_sft(apply_lora(model, LORA), tokenizer, pairs(), tmp_path, LORA)
+
+
+def test_hub_dataset_name_without_hub_access_is_a_clear_error(monkeypatch):
+    from demoscope.errors import ConfigError
+    from demoscope.training.preference_data import read_preferences
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="cannot load Hugging Face dataset 'scale-lab/politune-left'"):
+        read_preferences("scale-lab/politune-left")

@@ -30,8 +30,24 @@ ALPACA_TEMPLATE = (
 )
 
 
+def _from_hub(name: str) -> pd.DataFrame:
+    """The ``train`` split of a Hugging Face dataset, with a clear error when the hub is out of reach."""
+    try:
+        from datasets import load_dataset
+
+        frame = load_dataset(name, split="train").to_pandas()
+    except Exception as exc:  # noqa: BLE001 - offline, gated, or missing: all the user's to fix
+        raise ConfigError(f"cannot load Hugging Face dataset {name!r} ({type(exc).__name__}); "
+                          "without hub access, export it to JSONL and pass the file") from None
+    missing = {"prompt", "chosen", "rejected"} - set(frame.columns)
+    if missing:
+        raise ConfigError(f"Hugging Face dataset {name!r} lacks column(s) {sorted(missing)}")
+    return frame[["prompt", "chosen", "rejected"]].reset_index(drop=True)
+
+
 def read_preferences(path: str | Path) -> pd.DataFrame:
-    """Read preference pairs from ``.jsonl``, ``.json`` (a list of records), ``.csv`` or ``.parquet``.
+    """Read preference pairs from ``.jsonl``, ``.json`` (a list of records), ``.csv``, ``.parquet``,
+    or a Hugging Face dataset name (``owner/name``, train split) where the hub is reachable.
 
     Returns a frame with exactly the columns ``prompt, chosen, rejected`` (extra
     columns are dropped) and a fresh 0-based index. Raises :class:`ConfigError`
@@ -39,6 +55,8 @@ def read_preferences(path: str | Path) -> pd.DataFrame:
     the file, row (0-based, first data row is 0) and column when a value is not a
     non-empty string.
     """
+    if not Path(path).exists() and str(path).count("/") == 1 and not Path(path).suffix:
+        return _from_hub(str(path))  # e.g. scale-lab/politune-left, where the hub is reachable
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"preference file {path} does not exist")

@@ -12,26 +12,13 @@ from demoscope.metrics.opinion import human_distribution
 from demoscope.models import TransformersOptionScorer, load_causal_lm
 from demoscope.models.names import resolve_model
 from demoscope.pipelines import evaluate as evaluate_job
-from demoscope.training.lora import LoraSettings, apply_lora
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
-def adapter(tmp_path_factory):
-    """A LoRA adapter with non-zero weights (so tuned and base differ)."""
-    import torch
-
-    model, _ = load_causal_lm(resolve_model("tiny:llama"))
-    model = apply_lora(model, LoraSettings())
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5)
-    folder = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(folder)
-    return folder
+def adapter(random_adapter):
+    return random_adapter
 
 
 def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapter, tmp_path):

@@ -30,21 +30,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory):
-    import torch
-
-    from demoscope.training.lora import LoraSettings, apply_lora
-
-    model, _ = load_causal_lm(resolve_model("tiny:llama"))
-    model = apply_lora(model, LoraSettings())
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    folder = tmp_path_factory.mktemp("serve-adapter")
-    model.save_pretrained(folder)
-    return str(folder)
+def adapter_dir(random_adapter):
+    return str(random_adapter)
 
 
 def deploy(port: int, name: str = "demoscope", prefix: str = "/", **settings):

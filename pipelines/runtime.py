@@ -37,11 +37,8 @@ def use_loopback_env() -> None:
         os.environ.setdefault(key, value)
 
 
-def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | None = None, log_to_driver: bool = False):
-    """Attach to ``address`` (or ``RAY_ADDRESS``), else start a local loopback Ray. Idempotent.
-
-    ``log_to_driver`` forwards workers' prints (jobs that print progress from workers set it).
-    """
+def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | None = None):
+    """Attach to ``address`` (or ``RAY_ADDRESS``), else start a local loopback Ray. Idempotent."""
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         use_loopback_env()
@@ -50,7 +47,7 @@ def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | 
     if ray.is_initialized():
         return ray
     level = logging.INFO if verbose else logging.ERROR
-    quiet = {"logging_level": level, "log_to_driver": verbose or log_to_driver, "configure_logging": True}
+    quiet = {"logging_level": level, "log_to_driver": verbose, "configure_logging": True}
     if address:
         ray.init(address=address, **quiet)
     else:

@@ -309,8 +309,7 @@ def finalize(
         detail = ", ".join(f"{k} ({v} questions)" for k, v in per_group.head(6).items())
         issues.append(Issue("(all files)", f"{len(q)} (question, group) pairs had no respondents and were left out: {detail}"))
     if only_refused.any():
-        q, g = np.nonzero(only_refused)
-        issues.append(Issue("(all files)", f"{len(q)} (question, group) pairs had only refusals and were left out"))
+        issues.append(Issue("(all files)", f"{int(only_refused.sum())} (question, group) pairs had only refusals and were left out"))
 
     q_idx, g_idx = np.nonzero(~empty & ~only_refused)
     rows_w = w[q_idx, g_idx]

@@ -104,7 +104,53 @@ def test_preference_objectives_train_on_ray_workers(local_ray, tmp_path, objecti
     assert train_job.run(cfg) == 0
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert len(epochs) == 2 and epochs[-1]["eval_loss"] < epochs[0]["eval_loss"]
+    assert epochs[0]["fsdp_units"] == 0 and epochs[0]["resumed_from_step"] == -1  # DDP, fresh start
     if objective == "dpo":
         assert epochs[-1]["rewards/accuracies"] >= 0.8 and epochs[-1]["rewards/margins"] > 0
     assert any(w.abs().sum() > 0 for k, w in adapter_weights(out / "adapter").items() if "lora_B" in k)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _preference_config(tmp_path, objective="dpo", **overrides) -> TrainConfig:
+    from demoscope.training.preference_data import synthetic_preferences
+
+    if not (tmp_path / "train.jsonl").exists():
+        synthetic_preferences(32, "left", seed=0).to_json(tmp_path / "train.jsonl", orient="records", lines=True)
+    settings = dict(objective=objective, model="tiny:llama", train_file=str(tmp_path / "train.jsonl"),
+                    out=str(tmp_path / objective), epochs=1, lr=2e-3, batch_size=4, num_workers=2)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_dpo_rerun_with_more_epochs_continues_the_trainer_checkpoint(local_ray, tmp_path):
+    assert train_job.run(_preference_config(tmp_path, epochs=1)) == 0
+    assert train_job.run(_preference_config(tmp_path, epochs=2)) == 0
+    epochs = json.loads((tmp_path / "dpo" / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [1.0, 2.0]
+    steps_per_epoch = epochs[0]["step"]  # 32 pairs / (4 per worker x 2 workers)
+    assert steps_per_epoch == 4
+    assert epochs[1]["resumed_from_step"] == steps_per_epoch and epochs[1]["step"] == 2 * steps_per_epoch
+
+
+def test_fsdp_for_preference_objectives_is_refused_on_cpu_with_a_reason(tmp_path):
+    from demoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="FSDP only on GPUs"):
+        train_job.run(_preference_config(tmp_path, strategy="fsdp"))
+
+
+def test_fsdp_trainer_arguments_make_a_valid_fsdp2_config(tmp_path):
+    """The GPU path's FSDP settings, checked through TRL's own config class on CPU."""
+    from trl import DPOConfig
+
+    from demoscope.models import load_causal_lm
+    from demoscope.models.names import resolve_model
+
+    model, _ = load_causal_lm(resolve_model("tiny:llama"), device="cpu")
+    extra = train_job.trainer_arguments(_preference_config(tmp_path, strategy="fsdp", gradient_checkpointing=True), model)
+    assert "gradient_checkpointing" not in extra  # FSDP checkpoints activations itself
+    args = DPOConfig(output_dir=str(tmp_path / "t"), use_cpu=True, bf16=False, report_to="none", **extra)
+    plugin = args.fsdp_plugin_args
+    assert plugin["fsdp_version"] == 2 and plugin["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
+    assert plugin["activation_checkpointing"] is True and plugin["reshard_after_forward"] is True
+    ddp = train_job.trainer_arguments(_preference_config(tmp_path, gradient_checkpointing=True), model)
+    assert "fsdp" not in ddp and ddp["gradient_checkpointing"] is True

@@ -121,6 +121,30 @@ def train_dpo(
     return trainer
 
 
+def run_facts(resumed_from_step: int = -1):
+    """A ``TrainerCallback`` that logs how the run actually ran, once, at its first epoch.
+
+    ``fsdp_units`` counts the FSDP2-sharded modules (0 under DDP; the Trainer
+    shards inside ``train()``, after ``on_train_begin``), and
+    ``resumed_from_step`` is the global step of the checkpoint it continued
+    from (-1 for a fresh start), as the opinion trainer's ``resumed_from_epoch``.
+    """
+    from transformers import TrainerCallback
+
+    class _RunFacts(TrainerCallback):
+        logged = False
+
+        def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+            from torch.distributed.fsdp import FSDPModule
+
+            if not self.logged and model is not None:
+                units = sum(isinstance(m, FSDPModule) for m in model.modules())
+                state.log_history.append({"fsdp_units": units, "resumed_from_step": resumed_from_step})
+                self.logged = True
+
+    return _RunFacts()
+
+
 def _sft_dataset(frame: pd.DataFrame):
     """``prompt, chosen`` -> TRL's prompt-completion format (``prompt``, ``completion``)."""
     from datasets import Dataset

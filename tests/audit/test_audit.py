@@ -55,7 +55,8 @@ class FixedScorer:
 
 def test_alignment_ranks_the_group_a_system_matches_first():
     test = pd.DataFrame({
-        "input_prompt": ["p"] * 4, "attribute": ["POLPARTY"] * 4, "group": ["Democrat", "Democrat", "Republican", "Republican"],
+        "qkey": ["q1", "q2", "q1", "q2"], "input_prompt": ["Steer D\nQuestion: p"] * 2 + ["Steer R\nQuestion: p"] * 2,
+        "attribute": ["POLPARTY"] * 4, "group": ["Democrat", "Democrat", "Republican", "Republican"],
         "output_dist": [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [0.2, 0.8, 0.0]], "ordinal": [[1.0, 2.0]] * 4,
     })
     left = FixedScorer(lambda i, n: [0.85, 0.15])

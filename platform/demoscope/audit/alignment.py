@@ -5,21 +5,27 @@ from __future__ import annotations
 import pandas as pd
 
 from demoscope.metrics.opinion import row_distances
+from demoscope.surveys.prompts import unsteered_prompt
 
 
 def group_alignment(test: pd.DataFrame, scorers: dict[str, object]) -> pd.DataFrame:
-    """Mean Wasserstein distance between each system and each subpopulation.
+    """Mean Wasserstein distance between each system's own answers and each subpopulation.
 
-    ``test`` is a prepared split (``input_prompt, output_dist, ordinal,
-    attribute, group``); each scorer answers the same prompts. Returns
-    ``attribute, group, system, mean_wd, rank`` with rank 1 = the group the
-    system is closest to.
+    ``test`` is a prepared split (``qkey, input_prompt, output_dist, ordinal,
+    attribute, group``). Each system answers every question once, *without*
+    steering (the MCQ part of ``input_prompt``): that is the model's own
+    opinion, compared with every group's human distribution for the question.
+    Returns ``attribute, group, system, mean_wd, rank`` with rank 1 = the
+    group the system is closest to.
     """
+    questions = test.drop_duplicates("qkey")
+    prompts = [unsteered_prompt(p) for p in questions["input_prompt"]]
+    counts = [len(o) for o in questions["ordinal"]]
     rows = []
-    counts = [len(o) for o in test["ordinal"]]
     for system, scorer in scorers.items():
+        answers = dict(zip(questions["qkey"], (d.tolist() for d in scorer.score(prompts, counts))))
         frame = test[["attribute", "group", "output_dist", "ordinal"]].copy()
-        frame["dist"] = [d.tolist() for d in scorer.score(list(test["input_prompt"]), counts)]
+        frame["dist"] = test["qkey"].map(answers)
         frame["wd"] = row_distances(frame, "dist")
         means = frame.groupby(["attribute", "group"], sort=False)["wd"].mean().reset_index(name="mean_wd")
         means["system"] = system

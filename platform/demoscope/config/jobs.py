@@ -35,6 +35,16 @@ class SynthSurveyConfig(JobConfig):
     questions_per_wave: int | None = Field(None, ge=1, description="cap on questions per file")
 
 
+class SurveyPairsConfig(JobConfig):
+    """``demoscope survey-pairs``: DPO preference pairs from what some groups answer over others."""
+
+    split: str = Field(..., description="a prepared split (from `demoscope prepare`), CSV or Parquet")
+    toward: list[str] = Field(["POLPARTY=Democrat", "POLIDEOLOGY=Liberal"], description="ATTRIBUTE=group to prefer")
+    away: list[str] = Field(["POLPARTY=Republican", "POLIDEOLOGY=Conservative"], description="ATTRIBUTE=group to move from")
+    min_gap: float = Field(0.02, ge=0, description="skip questions where the sides differ by less")
+    out: str = Field("runs/pairs/left.jsonl", description="output JSONL (prompt, chosen, rejected)")
+
+
 class DemoConfig(JobConfig):
     """The end-to-end demo: synthesise, aggregate, prepare, fine-tune, evaluate, on a local Ray."""
 

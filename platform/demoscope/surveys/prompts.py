@@ -148,3 +148,14 @@ def render_prompt(
 ) -> str:
     """One full fine-tuning prompt: steering prefix + the survey MCQ with answer forcing."""
     return steering_prefix(kind, attribute, group, prompts) + generate_mcq(question, options, add_answer_forcing=True)
+
+
+def unsteered_prompt(prompt: str) -> str:
+    """The survey MCQ of a rendered prompt without its steering prefix (what the model answers as itself).
+
+    The MCQ is the prompt's last line-initial ``"Question:"`` block (a QA
+    prefix contains an earlier one, the attribute's own question); a prompt
+    with no prefix comes back unchanged.
+    """
+    start = prompt.rfind("\n" + SURVEYOR)
+    return prompt[start + 1:] if start >= 0 else prompt

@@ -177,3 +177,46 @@ def synthetic_preferences(n: int, lean: Literal["left", "right"], seed: int = 0)
         chosen, rejected = (left, right) if lean == "left" else (right, left)
         rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def survey_preferences(
+    split: pd.DataFrame, toward: list[tuple[str, str]], away: list[tuple[str, str]], min_gap: float = 0.02,
+) -> pd.DataFrame:
+    """Preference pairs from survey answers: prefer what the ``toward`` groups say over what ``away`` groups say.
+
+    ``split`` is a prepared split (``qkey, input_prompt, output_dist, attribute,
+    group``); groups are ``(attribute, group)`` pairs, e.g. toward
+    ``[("POLPARTY", "Democrat"), ("POLIDEOLOGY", "Liberal")]``. For each
+    question all named groups answered, with d = mean(toward) - mean(away) over
+    the options, ``chosen`` is the letter with the largest d and ``rejected``
+    the one with the smallest (as ``" A"``, the answer token after
+    ``"Answer:"``); the prompt is the unsteered MCQ, so DPO moves the model's
+    own opinion. Questions where the groups differ by less than ``min_gap`` are
+    skipped. A survey-grounded stand-in for PoliTune's left/right sets.
+    """
+    import numpy as np
+
+    from demoscope.surveys.prompts import unsteered_prompt
+
+    missing_columns = {"qkey", "attribute", "group", "input_prompt", "output_dist"} - set(split.columns)
+    if missing_columns:
+        raise ConfigError(f"survey split lacks column(s) {sorted(missing_columns)} (write it with `demoscope prepare`)")
+    wanted = set(toward) | set(away)
+    keys = list(zip(split["attribute"], split["group"]))
+    missing = wanted - set(keys)
+    if missing:
+        raise ConfigError(f"groups {sorted(missing)} are not in the split; it has {sorted(set(keys))[:10]}...")
+    rows = []
+    frame = split.assign(_key=keys)
+    for _, question in frame.groupby("qkey", sort=True):
+        by_group = {k: np.asarray(d, dtype=float) for k, d in zip(question["_key"], question["output_dist"])}
+        if not wanted <= set(by_group):
+            continue
+        gap = np.mean([by_group[g] for g in toward], 0) - np.mean([by_group[g] for g in away], 0)
+        if gap.max() - gap.min() < min_gap:
+            continue
+        rows.append({"prompt": unsteered_prompt(question["input_prompt"].iloc[0]),
+                     "chosen": " " + chr(65 + int(gap.argmax())), "rejected": " " + chr(65 + int(gap.argmin()))})
+    if not rows:
+        raise ConfigError(f"no question separates {toward} from {away} by at least {min_gap}")
+    return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -42,21 +42,37 @@ writes  OUT/predictions/*.parquet (per row: distributions and WD of every system
         bootstrap 95% intervals, relative gap reduction), OUT/wd_by_group.png,
         OUT/wd_histogram.png, OUT/config.yaml
 
+weak-to-strong: --guide-model SMALL --guide-adapter SMALL_TUNED steers --model (large, untuned)
+        with p ∝ p_large * (p_tuned / p_untuned)^beta and reports it against the large model
+        alone and the small tuned model alone.
+
 example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --model tiny:llama \\
             --adapter runs/train/adapter --out runs/eval
+        demoscope evaluate --test-file ... --model meta-llama/Llama-2-70b-hf \\
+            --guide-model meta-llama/Llama-2-7b-hf --guide-adapter runs/train/adapter --guide-beta 1.0
         SubPOP-Eval exclusions: --config configs/evaluate/subpop-eval.yaml
 """
 
 
 class OptionScoringActor:
-    """A Ray Data UDF: holds a model (and its adapter) and scores blocks of prompts."""
+    """A Ray Data UDF: holds a model (and its adapter) and scores blocks of prompts.
+
+    In weak-to-strong mode (``guide_model``) it holds the large model and the
+    small tuned/untuned pair, and adds the steered distribution computed from
+    their three answers (no extra forward pass).
+    """
 
     def __init__(self, model: str, adapter: str | None, backend: str, batch_size: int, compare_base: bool,
-                 exclude: list[str]):
+                 exclude: list[str], guide_model: str | None = None, guide_adapter: str | None = None,
+                 guide_beta: float = 1.0):
         from demoscope.models.names import resolve_model
 
         self.exclude = set(exclude)
+        self.beta = guide_beta
         path = resolve_model(model)
+        if guide_model is not None:
+            self.scorers = self._guided(path, resolve_model(guide_model), guide_adapter, backend, batch_size)
+            return
         if backend == "vllm":
             from demoscope.models.scoring import VLLMOptionScorer
 
@@ -76,8 +92,24 @@ class OptionScoringActor:
                 if compare_base:
                     self.scorers["base"] = TransformersOptionScorer(lm, tokenizer, batch_size, adapter=None)
 
+    @staticmethod
+    def _guided(large_path, small_path, adapter: str, backend: str, batch_size: int) -> dict:
+        """Scorers for the large model (vLLM on GPU) and the small pair (Transformers: small and cheap)."""
+        from demoscope.models import TransformersOptionScorer, load_causal_lm
+
+        if backend == "vllm":
+            from demoscope.models.scoring import VLLMOptionScorer
+
+            large = VLLMOptionScorer.create(large_path)
+        else:
+            large = TransformersOptionScorer(*load_causal_lm(large_path), batch_size)
+        small, tokenizer = load_causal_lm(small_path, adapters={"tuned": adapter})
+        return {"large": large, "small_tuned": TransformersOptionScorer(small, tokenizer, batch_size, adapter="tuned"),
+                "small_untuned": TransformersOptionScorer(small, tokenizer, batch_size, adapter=None)}
+
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.metrics.opinion import row_distances, uniform_distances
+        from demoscope.models.weak_to_strong import reweight
 
         batch = batch[~batch["qkey"].isin(self.exclude)].reset_index(drop=True)
         for column in ("output_dist", "ordinal"):
@@ -87,12 +119,18 @@ class OptionScoringActor:
         for name, scorer in self.scorers.items():
             out[f"dist_{name}"] = [d.tolist() for d in scorer.score(list(batch["input_prompt"]), n_options)]
             out[f"wd_{name}"] = row_distances(out, f"dist_{name}")
+        if "small_untuned" in self.scorers:
+            out["dist_steered"] = [reweight(*dists, self.beta).tolist() for dists in
+                                   zip(out["dist_large"], out["dist_small_tuned"], out["dist_small_untuned"])]
+            out["wd_steered"] = row_distances(out, "dist_steered")
         out["wd_uniform"] = uniform_distances(out)
         return out
 
 
 def systems_for(config: EvaluateConfig) -> list[str]:
     """Report order: the system under test first, then its baselines."""
+    if config.guide_model is not None:
+        return ["steered", "large", "small_tuned", "small_untuned", "uniform"]
     if config.adapter is None:
         return ["model", "uniform"]
     return ["tuned", "base", "uniform"] if config.compare_base else ["tuned", "uniform"]
@@ -105,6 +143,12 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
         raise ConfigError(f"test file {test} does not exist (write it with `demoscope prepare`)")
     if config.adapter and not (Path(config.adapter) / "adapter_config.json").exists():
         raise ConfigError(f"adapter folder {config.adapter} has no adapter_config.json (expected OUT/adapter of `demoscope train`)")
+    if config.guide_model is not None:
+        if config.adapter is not None:
+            raise ConfigError("weak-to-strong mode steers the large --model itself: give --guide-adapter, not --adapter")
+        if not config.guide_adapter or not (Path(config.guide_adapter) / "adapter_config.json").exists():
+            raise ConfigError(f"--guide-model needs --guide-adapter, the small model's tuned LoRA folder with "
+                              f"adapter_config.json (got {config.guide_adapter!r})")
     out = Path(config.out).resolve()
     save_config(config, out / "config.yaml")
     backend = choose_backend(config.backend, config.use_gpu)
@@ -113,13 +157,16 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
 
     from demoscope.models.names import resolve_model
 
-    resolve_model(config.model)  # build a tiny model once, before the actors start
+    for name in filter(None, [config.model, config.guide_model]):
+        resolve_model(name)  # build a tiny model once, before the actors start
     reader = ray.data.read_parquet if test.suffix == ".parquet" else ray.data.read_csv
     dataset = reader(str(test.resolve())).map_batches(
         OptionScoringActor,
         fn_constructor_kwargs={"model": config.model, "adapter": str(Path(config.adapter).resolve()) if config.adapter else None,
                                "backend": backend, "batch_size": config.batch_size, "compare_base": config.compare_base,
-                               "exclude": config.exclude_questions or []},
+                               "exclude": config.exclude_questions or [], "guide_model": config.guide_model,
+                               "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None,
+                               "guide_beta": config.guide_beta},
         batch_size=max(256, config.batch_size),
         batch_format="pandas",
         concurrency=config.replicas,
@@ -164,7 +211,7 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
 
 Test set `{config.test_file}`: {metrics['rows']:,} rows, {metrics['questions']} questions
 ({metrics['non_ordinal_rows']} rows of non-ordinal questions have no WD and are skipped).
-Model `{config.model}`{f", adapter `{config.adapter}`" if config.adapter else ""}.
+Model `{config.model}`{f", adapter `{config.adapter}`" if config.adapter else ""}.{_guide_note(config)}
 
 ## Mean Wasserstein distance (lower is better, 95% bootstrap interval)
 
@@ -188,6 +235,14 @@ Model `{config.model}`{f", adapter `{config.adapter}`" if config.adapter else ""
         console.print(f"relative WD reduction vs {other}: {value:.1%}")
     console.print(f"report: {out / 'report.md'}")
     return 0
+
+
+def _guide_note(config: EvaluateConfig) -> str:
+    if config.guide_model is None:
+        return ""
+    return (f"\nWeak-to-strong: `steered` = `large` reweighted by `{config.guide_model}` with adapter "
+            f"`{config.guide_adapter}` against itself without it, beta {config.guide_beta:g} "
+            "(p ∝ p_large · (p_tuned / p_untuned)^beta).")
 
 
 JOB = Job(name="evaluate", description=DESCRIPTION, config=EvaluateConfig, run=run)

@@ -62,3 +62,29 @@ def test_missing_adapter_folder_is_a_clear_error(tmp_path, prepared):
 
     with pytest.raises(ConfigError, match="has no adapter_config.json"):
         evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), adapter=str(tmp_path), out=str(tmp_path / "o")))
+
+
+def test_weak_to_strong_mode_steers_the_large_model_with_the_small_pair(local_ray, prepared, adapter, tmp_path):
+    from demoscope.models.weak_to_strong import reweight
+
+    config = EvaluateConfig(test_file=str(prepared["test"]), model="tiny:gpt2", guide_model="tiny:llama",
+                            guide_adapter=str(adapter), guide_beta=0.5, out=str(tmp_path), n_boot=50)
+    assert evaluate_job.run(config) == 0
+    predictions = pd.read_parquet(tmp_path / "predictions")
+    for row in predictions.head(5).itertuples():
+        assert np.allclose(row.dist_steered, reweight(row.dist_large, row.dist_small_tuned, row.dist_small_untuned, 0.5))
+    assert not np.allclose(np.concatenate(predictions.dist_steered.tolist()), np.concatenate(predictions.dist_large.tolist()))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert {row["system"] for row in metrics["overall"]} == {"steered", "large", "small_tuned", "small_untuned", "uniform"}
+    assert {"large", "small_tuned"} <= set(metrics["gap_reduction"])
+    assert "Weak-to-strong" in (tmp_path / "report.md").read_text()
+
+
+def test_weak_to_strong_mode_needs_the_small_adapter(tmp_path, prepared, adapter):
+    from demoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs --guide-adapter"):
+        evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), guide_model="tiny:llama", out=str(tmp_path)))
+    with pytest.raises(ConfigError, match="not --adapter"):
+        evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), guide_model="tiny:llama", adapter=str(adapter),
+                                        guide_adapter=str(adapter), out=str(tmp_path)))

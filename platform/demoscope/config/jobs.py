@@ -88,6 +88,9 @@ class EvaluateConfig(JobConfig):
     exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
     n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
     seed: int = Field(0, description="bootstrap seed")
+    guide_model: str | None = Field(None, description="weak-to-strong mode: a small model whose tuned/untuned pair steers --model")
+    guide_adapter: str | None = Field(None, description="the small model's tuned LoRA adapter (untuned = adapter disabled)")
+    guide_beta: float = Field(1.0, ge=0, description="steering strength: p ∝ p_large * (p_tuned / p_untuned)^beta")
 
 
 class ServeConfig(JobConfig):

@@ -73,6 +73,21 @@ def test_non_string_value_is_refused(tmp_path):
         read_preferences(path)
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet", ".csv"])
+def test_weak_to_strong_seed_schema_maps_to_chosen_and_rejected(tmp_path, suffix):
+    seed = pd.DataFrame({"prompt": ["I loved", "It was"], "responses": [["a great film", "dull"], ["boring", "superb"]],
+                         "scores": [[2.0, -1.0], [-0.5, 1.5]], "chosen": [0, 1]})
+    path = tmp_path / f"imdb{suffix}"
+    {".jsonl": lambda: seed.to_json(path, orient="records", lines=True), ".parquet": lambda: seed.to_parquet(path),
+     ".csv": lambda: seed.to_csv(path, index=False)}[suffix]()
+    frame = read_preferences(path)
+    assert frame.chosen.tolist() == ["a great film", "superb"] and frame.rejected.tolist() == ["dull", "boring"]
+    seed.loc[1, "chosen"] = 2
+    seed.to_json(tmp_path / "bad.jsonl", orient="records", lines=True)
+    with pytest.raises(ConfigError, match="row 1: expected 'responses' with two answers and 'chosen' 0 or 1"):
+        read_preferences(tmp_path / "bad.jsonl")
+
+
 def test_alpaca_template_is_torchtunes_no_input_text():
     assert ALPACA_TEMPLATE.format(prompt="Discuss taxes.") == (
         "Below is an instruction that describes a task. Write a response that appropriately completes the request."

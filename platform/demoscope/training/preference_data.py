@@ -82,9 +82,12 @@ def read_preferences(path: str | Path) -> pd.DataFrame:
         raise
     except (ValueError, OSError) as error:  # JSONDecodeError is a ValueError; pyarrow errors are too
         raise ConfigError(f"preference file {path} cannot be read: {error}") from error
+    if {"prompt", "responses", "chosen"} <= set(frame.columns) and "rejected" not in frame.columns:
+        frame = from_ranked_responses(frame, str(path))
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise ConfigError(f"preference file {path} lacks column(s) {missing}; expected {list(COLUMNS)}")
+        raise ConfigError(f"preference file {path} lacks column(s) {missing}; expected {list(COLUMNS)} "
+                          "(or the weak-to-strong seed's prompt, responses, scores, chosen)")
     frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
     for column in COLUMNS:
         for row, value in enumerate(frame[column].tolist()):
@@ -93,6 +96,34 @@ def read_preferences(path: str | Path) -> pd.DataFrame:
                     f"preference file {path}, row {row}, column {column!r}: expected a non-empty string, got {value!r}"
                 )
     return frame
+
+
+def from_ranked_responses(frame: pd.DataFrame, source: str = "preference data") -> pd.DataFrame:
+    """The weak-to-strong seed's schema (``prompt, responses, scores, chosen``) as ``prompt, chosen, rejected``.
+
+    ``responses`` holds two answers and ``chosen`` the index (0 or 1) of the
+    preferred one, as in ``ZHZisZZ/imdb_preference``: ``chosen =
+    responses[chosen]``, ``rejected = responses[1 - chosen]``. Lists stored as
+    text (CSV) are parsed.
+    """
+    import ast
+
+    rows = []
+    for row, (prompt, responses, index) in enumerate(zip(frame["prompt"], frame["responses"], frame["chosen"])):
+        if isinstance(responses, str):
+            try:
+                responses = ast.literal_eval(responses)
+            except (ValueError, SyntaxError):
+                responses = None
+        try:
+            pick = int(index)
+        except (TypeError, ValueError):
+            pick = -1
+        if responses is None or len(responses) != 2 or pick not in (0, 1):
+            raise ConfigError(f"{source}, row {row}: expected 'responses' with two answers and 'chosen' 0 or 1, "
+                              f"got {responses!r} and {index!r}")
+        rows.append({"prompt": prompt, "chosen": responses[pick], "rejected": responses[1 - pick]})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def format_prompts(frame: pd.DataFrame, template: Literal["none", "alpaca", "chat"], tokenizer=None) -> pd.DataFrame:

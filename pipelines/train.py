@@ -269,8 +269,8 @@ def _epoch_line(m: dict) -> str:
     return f"epoch {m['epoch']}: train kl {m['train_kl']:.4f} wd {m['train_wd']:.4f}{val}  lr {m['lr']:.2e}"
 
 
-def run(config: TrainConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Launch the TorchTrainer, then export the best adapter and the metrics."""
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Check a config before anything starts, and pin its paths (workers may run elsewhere)."""
     if not config.train_file:
         raise ConfigError("no training data: give --train-file (a split written by `demoscope prepare`)")
     for path in filter(None, [config.train_file, config.val_file]):
@@ -280,14 +280,15 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     if config.objective in ("dpo", "sft") and config.strategy == "fsdp" and not config.use_gpu:
         raise ConfigError("--strategy fsdp for dpo/sft shards through accelerate, which supports FSDP only on GPUs; "
                           "on CPU workers use --strategy ddp (or --use-gpu on a GPU cluster)")
-    out = Path(config.out).resolve()
-    config = config.model_copy(update={
-        "out": str(out),
+    return config.model_copy(update={
+        "out": str(Path(config.out).resolve()),
         "train_file": str(Path(config.train_file).resolve()) if Path(config.train_file).exists() else config.train_file,
         "val_file": str(Path(config.val_file).resolve()) if config.val_file and Path(config.val_file).exists() else config.val_file,
     })
-    save_config(config, out / "config.yaml")
-    init_ray(address, verbose)
+
+
+def build_trainer(config: TrainConfig, callbacks: list | None = None):
+    """The ``TorchTrainer`` for a resolved config (``callbacks``: Ray Train callbacks, e.g. Tune's reporter)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -295,30 +296,28 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
 
     resolve_model(config.model)  # build the tiny model once here, not in every worker at once
     preference = config.objective in ("dpo", "sft")
-    trainer = TorchTrainer(
+    return TorchTrainer(
         preference_loop if preference else train_loop,
         train_loop_config=config.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=RunConfig(
             name="train",
-            storage_path=config.storage_path or str(out / "ray"),
+            storage_path=config.storage_path or str(Path(config.out) / "ray"),
             failure_config=FailureConfig(max_failures=config.max_failures),
             checkpoint_config=CheckpointConfig(
                 checkpoint_score_attribute=None if preference else "val_loss", checkpoint_score_order="min"),
+            callbacks=callbacks,
         ),
     )
-    from rich.console import Console
 
-    console = Console(soft_wrap=True)
-    where = f"{config.num_workers} {'GPU' if config.use_gpu else 'CPU'} workers, {config.strategy.upper()}"
-    with console.status(f"training {config.model} ({config.objective}) on Ray Train: {where}; "
-                        f"watch with: tensorboard --logdir {out / 'tensorboard'}"):
-        result = trainer.fit()
+
+def export_result(result, config: TrainConfig) -> tuple[dict, list[dict]]:
+    """Copy the best checkpoint's adapter to OUT/adapter and write OUT/metrics.json; returns (best, history)."""
+    out = Path(config.out)
+    preference = config.objective in ("dpo", "sft")
     # After a restart an epoch can be reported twice; the later report (in registration order) wins.
     by_epoch = {metrics["epoch"]: metrics for _, metrics in result.best_checkpoints}
     history = [by_epoch[epoch] for epoch in sorted(by_epoch)]
-    for metrics in history:
-        console.print(_epoch_line(metrics))
     score = "val_loss" if not preference else ("eval_loss" if config.val_file else None)
     best_checkpoint, best_metrics = (min(result.best_checkpoints, key=lambda cm: cm[1][score]) if score
                                      else result.best_checkpoints[-1])
@@ -326,6 +325,26 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
         source = Path(folder) / "adapter" if not preference else Path(folder) / "checkpoint"
         _replace_dir(source, out / "adapter", keep=("adapter_config.json", "adapter_model.safetensors") if preference else None)
     atomic_write_text(out / "metrics.json", json.dumps({"best": best_metrics, "epochs": history}, indent=2))
+    return best_metrics, history
+
+
+def run(config: TrainConfig, address: str | None = None, verbose: bool = False) -> int:
+    """Launch the TorchTrainer, then export the best adapter and the metrics."""
+    config = resolve(config)
+    out = Path(config.out)
+    save_config(config, out / "config.yaml")
+    init_ray(address, verbose)
+    trainer = build_trainer(config)
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    where = f"{config.num_workers} {'GPU' if config.use_gpu else 'CPU'} workers, {config.strategy.upper()}"
+    with console.status(f"training {config.model} ({config.objective}) on Ray Train: {where}; "
+                        f"watch with: tensorboard --logdir {out / 'tensorboard'}"):
+        result = trainer.fit()
+    best_metrics, history = export_result(result, config)
+    for metrics in history:
+        console.print(_epoch_line(metrics))
     console.print(f"best epoch {best_metrics['epoch']}; adapter -> {out / 'adapter'}")
     return 0
 

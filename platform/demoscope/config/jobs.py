@@ -45,6 +45,24 @@ class SurveyPairsConfig(JobConfig):
     out: str = Field("runs/pairs/left.jsonl", description="output JSONL (prompt, chosen, rejected)")
 
 
+class SweepConfig(JobConfig):
+    """``demoscope sweep``: a Ray Tune search over a training job's settings, one Ray Train run per trial."""
+
+    job: Literal["train"] = Field("train", description="the training job to sweep")
+    base: str | None = Field(None, description="the job's YAML config every trial starts from")
+    set: list[str] = Field(default_factory=list, description="key=value settings on top of --base (repeatable)")
+    space: str = Field(..., description="YAML search space: KEY: {grid|choice: [..]} or {uniform|loguniform|randint: [lo, hi]}")
+    num_samples: int = Field(1, ge=1, description="samples of the space (grid axes multiply it)")
+    scheduler: Literal["fifo", "asha"] = Field("fifo", description="asha: stop poor trials early")
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor at each rung")
+    metric: str | None = Field(None, description="metric to optimise (default val_loss; eval_loss for dpo/sft)")
+    mode: Literal["min", "max"] = Field("min", description="minimise or maximise the metric")
+    max_concurrent_trials: int = Field(1, ge=1, description="trials running at once (each uses num_workers CPUs/GPUs)")
+    out: str = Field("runs/sweep", description="output folder")
+    seed: int = Field(0, description="seed of the random search")
+
+
 class DemoConfig(JobConfig):
     """The end-to-end demo: synthesise, aggregate, prepare, fine-tune, evaluate, on a local Ray."""
 

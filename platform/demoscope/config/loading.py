@@ -42,17 +42,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into ``base`` (nested dicts merge; other values replace)."""
     merged = dict(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_settings(merged[key], value)
         else:
             merged[key] = value
     return merged
 
 
-def _check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> None:
+def check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") -> None:
     """Reject unknown keys with the list of valid ones, recursing into sub-models."""
     fields = model.model_fields
     for key, value in data.items():
@@ -61,7 +62,7 @@ def _check_keys(model: type[BaseModel], data: dict[str, Any], prefix: str = "") 
             raise ConfigError(f"unknown config key {prefix + key!r} for {model.__name__}; valid keys: {valid}")
         annotation = fields[key].annotation
         if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            _check_keys(annotation, value, prefix=f"{prefix}{key}.")
+            check_keys(annotation, value, prefix=f"{prefix}{key}.")
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -88,9 +89,9 @@ def load_config(
 ) -> M:
     """Build a validated ``model`` from a YAML file, CLI flags and ``key=value`` overrides."""
     data: dict[str, Any] = read_yaml(config_file) if config_file else {}
-    data = _merge(data, {k: v for k, v in (flags or {}).items() if v is not None})
-    data = _merge(data, parse_overrides(overrides or []))
-    _check_keys(model, data)
+    data = merge_settings(data, {k: v for k, v in (flags or {}).items() if v is not None})
+    data = merge_settings(data, parse_overrides(overrides or []))
+    check_keys(model, data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:

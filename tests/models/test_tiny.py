@@ -81,3 +81,15 @@ def test_tiny_model_builds_once_into_the_cache_even_when_two_callers_race(tmp_pa
     assert tiny_model("gpt2", seed=3) == expected
     assert (expected / "model.safetensors").stat().st_mtime_ns == stamp  # reused, not rebuilt
     AutoModelForCausalLM.from_pretrained(expected, use_safetensors=True)
+
+
+def test_tiny_classifier_is_a_two_label_sequence_classifier():
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from demoscope.models.names import resolve_model
+
+    path = resolve_model("tiny:classifier")
+    model = AutoModelForSequenceClassification.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    logits = model(**tokenizer(["a fine day", "rain again and again"], return_tensors="pt", padding=True)).logits
+    assert logits.shape == (2, 2) and model.config.label2id == {"NEGATIVE": 0, "POSITIVE": 1}

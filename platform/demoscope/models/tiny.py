@@ -25,7 +25,7 @@ import torch
 
 from demoscope.errors import ModelError
 
-Arch = Literal["llama", "gpt2"]
+Arch = Literal["llama", "gpt2", "classifier"]
 
 # Bump when the corpus, tokenizer recipe or model config changes, so caches rebuild.
 CACHE_VERSION = "v1"
@@ -117,8 +117,9 @@ def build_tiny_model(
     ``arch="llama"`` gives a ``LlamaForCausalLM`` (head_dim = hidden/heads,
     64 by default, which vLLM accepts; MLP width 2 x hidden; untied head;
     ``q_proj``/``v_proj`` for LoRA); ``arch="gpt2"`` a ``GPT2LMHeadModel``
-    (tied embeddings, as GPT-2 has). The same arguments give identical
-    weights. Loading goes through ``from_pretrained`` like any model.
+    (tied embeddings, as GPT-2 has); ``arch="classifier"`` a 2-label
+    ``LlamaForSequenceClassification`` (NEGATIVE/POSITIVE) for gold rewards
+    and distillation tests. The same arguments give identical weights. Loading goes through ``from_pretrained`` like any model.
     """
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
@@ -132,6 +133,16 @@ def build_tiny_model(
             max_position_embeddings=MAX_POSITIONS, tie_word_embeddings=False, **ids,
         )
         model_cls = LlamaForCausalLM
+    elif arch == "classifier":  # a 2-label sentiment-style classifier (gold rewards, distillation students)
+        from transformers import LlamaForSequenceClassification
+
+        config = LlamaConfig(
+            vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+            num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+            max_position_embeddings=MAX_POSITIONS, num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+            label2id={"NEGATIVE": 0, "POSITIVE": 1}, **ids,
+        )
+        model_cls = LlamaForSequenceClassification
     elif arch == "gpt2":
         config = GPT2Config(
             vocab_size=len(tok), n_embd=hidden_size, n_layer=num_layers, n_head=num_heads,
@@ -139,7 +150,7 @@ def build_tiny_model(
         )
         model_cls = GPT2LMHeadModel
     else:
-        raise ModelError(f"unknown tiny-model arch {arch!r}; expected 'llama' or 'gpt2'")
+        raise ModelError(f"unknown tiny-model arch {arch!r}; expected 'llama', 'gpt2' or 'classifier'")
     # fork_rng: seeding must not disturb the caller's random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -20,6 +20,7 @@ JOBS = {
     "sweep": "demoscope.tune.sweep",
     "evaluate": "evaluate",
     "audit": "audit",
+    "generate": "generate",
     "serve": "demoscope.serve.run",
     "demo": "demo",
 }
@@ -33,6 +34,7 @@ SUMMARIES = {
     "sweep": "hyperparameter sweeps of a training job on Ray Tune (grid, random, ASHA); best config exported",
     "evaluate": "score a model on a test set with Ray Data; Wasserstein report with baselines",
     "audit": "political-bias audit: Political Compass style agreement and opinion alignment, base vs tuned",
+    "generate": "weak-to-strong decoding (base, best-of-N, chunk beam search, EFT) with gold rewards, on Ray Data",
     "serve": "the opinions HTTP API on Ray Serve (POST /v1/opinions, /v1/models, /healthz, /docs)",
     "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate",
 }

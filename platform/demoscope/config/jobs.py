@@ -45,6 +45,34 @@ class SurveyPairsConfig(JobConfig):
     out: str = Field("runs/pairs/left.jsonl", description="output JSONL (prompt, chosen, rejected)")
 
 
+class GenerateConfig(JobConfig):
+    """``demoscope generate``: weak-to-strong decoding over a prompt set (Ray Data), with gold rewards."""
+
+    prompts: str = Field(..., description="prompt file: .txt (one per line), .jsonl/.csv/.parquet with a `prompt` column")
+    limit: int | None = Field(None, ge=1, description="use the first N prompts (the seed: 200)")
+    model: str = Field("tiny:llama", description="the large model (Hugging Face id, local path, tiny:llama)")
+    large_template: str = Field("{raw_prompt}", description="the large model's prompt ({raw_prompt} is the prompt)")
+    tuned: str | None = Field(None, description="small tuned model (id/path); with tuned_adapter, the base it adapts")
+    tuned_adapter: str | None = Field(None, description="LoRA adapter of the small tuned model (untuned = adapter off)")
+    untuned: str | None = Field(None, description="small untuned model (default with tuned_adapter: the same base)")
+    small_template: str = Field("{raw_prompt}", description="the small models' prompt")
+    reward_model: str | None = Field(None, description="gold reward: a sequence classifier (positive - negative logit)")
+    positive_label: str = Field("1", description="the classifier's positive label (index or name)")
+    negative_label: str = Field("0", description="the classifier's negative label (index or name)")
+    methods: list[str] = Field(["base", "bon:16", "bon:32", "cbs:4,4,5", "eft:1.0"],
+                               description="decoding methods: base, bon:N, cbs:W,K,L, eft:BETA")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
+    top_k: int = Field(50, ge=0, description="top-k (0: off)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(50, ge=1, description="response length cap")
+    seed: int = Field(1, description="sampling seed (each prompt's seed derives from it and the prompt)")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="the large model's engine")
+    use_gpu: bool = Field(False, description="one GPU per generation actor")
+    replicas: int = Field(1, ge=1, description="generation actors")
+    batch_size: int = Field(8, ge=1, description="prompts per Ray Data batch")
+    out: str = Field("runs/generate", description="output folder")
+
+
 class SweepConfig(JobConfig):
     """``demoscope sweep``: a Ray Tune search over a training job's settings, one Ray Train run per trial."""
 

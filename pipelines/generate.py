@@ -1,0 +1,241 @@
+"""Weak-to-strong decoding over a prompt set as a Ray Data batch job, with gold rewards and a report.
+
+    demoscope generate --prompts prompts.txt --model gpt2-xl --tuned runs/dpo-small --untuned gpt2 \\
+        --reward-model lvwerra/distilbert-imdb --out runs/generate
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from demoscope.config import GenerateConfig, save_config
+from demoscope.errors import ConfigError
+from demoscope.io import atomic_write, atomic_write_text
+from demoscope.models.names import choose_backend
+from demoscope.pipelines.command import Job, main_for
+from demoscope.pipelines.runtime import init_ray
+
+DESCRIPTION = """\
+Steer a large model with a small tuned/untuned pair (weak-to-strong search):
+base sampling, best-of-N, chunk-level beam search (W beams, K successors,
+chunks of L tokens) and emulated fine-tuning (beta), ranked by the guidance
+score sum(log p_tuned - log p_untuned) over the response. Prompts stream
+through generation actors on Ray Data; each response gets the gold reward
+(positive minus negative logit of a sequence classifier on prompt + response).
+
+The large model runs in vLLM on GPUs (chunks sampled with n=K and prefix
+caching) or Transformers (KV cache kept and reordered across chunks); the
+small models run in Transformers and may use another tokenizer. EFT needs
+all three models' per-step logits: Transformers only.
+
+reads   --prompts (.txt one per line, or .jsonl/.csv/.parquet with `prompt`)
+writes  OUT/generations/*.parquet (prompt, method, response, guidance, gold_reward,
+        finish_reason, n_tokens), OUT/summary.csv, OUT/rewards.png, OUT/report.md,
+        OUT/config.yaml
+
+example demoscope generate --prompts prompts.txt --tuned tiny:llama --tuned-adapter runs/dpo/adapter \\
+            --reward-model tiny:classifier --methods base --methods bon:4 --methods cbs:2,2,5
+        the seed's setting: --config configs/w2s/imdb-gpt2-xl.yaml
+"""
+
+
+class GenerationActor:
+    """A Ray Data UDF holding the large model, the guide pair and the reward model; one row per prompt x method."""
+
+    def __init__(self, settings: dict):
+        from demoscope.decoding import DecodingMethod, SamplingParams, load_reward_model
+        from demoscope.models.names import resolve_model
+
+        config = GenerateConfig.model_validate(settings)
+        self.config = config
+        self.methods = [DecodingMethod.parse(m) for m in config.methods]
+        self.params = SamplingParams(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+                                     max_new_tokens=config.max_new_tokens, seed=config.seed)
+        backend = choose_backend(config.backend, config.use_gpu)
+        if backend == "vllm":
+            from demoscope.decoding import VLLMChunkSampler
+
+            self.large = VLLMChunkSampler.create(resolve_model(config.model))
+        else:
+            from demoscope.models import load_causal_lm
+
+            self.large = load_causal_lm(resolve_model(config.model))
+        self.guide = _guide(config)
+        self.reward = load_reward_model(resolve_model(config.reward_model)) if config.reward_model else None
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        from demoscope.decoding import generate, gold_rewards
+
+        prompts = [str(p) for p in batch["prompt"]]
+        rows = []
+        for method in self.methods:
+            for g in generate(method, prompts, self.large, self.guide, self.params, self.config.large_template):
+                rows.append({"prompt": g.prompt, "method": g.method, "response": g.text, "guidance": g.guidance,
+                             "finish_reason": g.finish_reason, "n_tokens": len(g.token_ids)})
+        out = pd.DataFrame(rows)
+        if self.reward is not None:
+            classifier, tokenizer = self.reward
+            out["gold_reward"] = gold_rewards(classifier, tokenizer, list(out["prompt"]), list(out["response"]),
+                                              positive=_label(self.config.positive_label),
+                                              negative=_label(self.config.negative_label))
+        else:
+            out["gold_reward"] = float("nan")
+        return out
+
+
+def _label(value: str) -> int | str:
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def _guide(config: GenerateConfig):
+    """The small tuned/untuned pair: one PEFT model with its adapter on/off, or two models."""
+    from demoscope.decoding import Guide, SmallModel
+    from demoscope.models import load_causal_lm
+    from demoscope.models.names import resolve_model
+
+    if config.tuned is None:
+        return None
+    if config.tuned_adapter and (config.untuned is None or config.untuned == config.tuned):
+        model, tokenizer = load_causal_lm(resolve_model(config.tuned), adapters={"tuned": config.tuned_adapter})
+        return Guide.from_adapter(model, "tuned", tokenizer, config.small_template)
+    tuned, tuned_tok = load_causal_lm(resolve_model(config.tuned),
+                                      adapters={"tuned": config.tuned_adapter} if config.tuned_adapter else None)
+    untuned, untuned_tok = load_causal_lm(resolve_model(config.untuned))
+    return Guide(SmallModel(tuned, tuned_tok, config.small_template), SmallModel(untuned, untuned_tok, config.small_template))
+
+
+def check(config: GenerateConfig) -> None:
+    """Fail before Ray starts on settings that cannot work."""
+    from demoscope.decoding import DecodingMethod
+
+    methods = [DecodingMethod.parse(m) for m in config.methods]  # a bad spelling is a ConfigError
+    if not methods:
+        raise ConfigError("no decoding methods: give --methods (base, bon:N, cbs:W,K,L, eft:BETA)")
+    guided = [m.label for m in methods if m.name != "base"]
+    if guided and config.tuned is None:
+        raise ConfigError(f"{', '.join(guided)} need the small guide pair: give --tuned (and --untuned or --tuned-adapter)")
+    if config.tuned is not None and config.untuned is None and not config.tuned_adapter:
+        raise ConfigError("give --untuned (the small model before tuning) or --tuned-adapter (untuned = adapter off)")
+    if config.tuned_adapter and not (Path(config.tuned_adapter) / "adapter_config.json").exists():
+        raise ConfigError(f"--tuned-adapter {config.tuned_adapter} has no adapter_config.json")
+    if choose_backend(config.backend, config.use_gpu) == "vllm" and any(m.name == "eft" for m in methods):
+        raise ConfigError("eft mixes the three models' per-step logits, which vLLM does not expose: "
+                          "run EFT with --backend transformers (a separate job)")
+    if "{raw_prompt}" not in config.large_template or "{raw_prompt}" not in config.small_template:
+        raise ConfigError("large_template and small_template must contain {raw_prompt}")
+
+
+def run(config: GenerateConfig, address: str | None = None, verbose: bool = False) -> int:
+    """Generate on Ray Data, then summarise the rewards per method."""
+    from demoscope.decoding.prompt_sets import read_prompts
+
+    check(config)
+    prompts = read_prompts(config.prompts, config.limit)
+    out = Path(config.out).resolve()
+    config = config.model_copy(update={"tuned_adapter": str(Path(config.tuned_adapter).resolve()) if config.tuned_adapter else None})
+    save_config(config, out / "config.yaml")
+    ray = init_ray(address, verbose)
+    import ray.data
+
+    from demoscope.models.names import resolve_model
+
+    for name in filter(None, [config.model, config.tuned, config.untuned, config.reward_model]):
+        resolve_model(name)  # build tiny models once, before the actors start
+    blocks = [pd.DataFrame({"prompt": prompts[i:i + config.batch_size]}) for i in range(0, len(prompts), config.batch_size)]
+    dataset = ray.data.from_pandas(blocks)  # one block per batch, so actors share the work
+    dataset = dataset.map_batches(
+        GenerationActor, fn_constructor_kwargs={"settings": config.model_dump(mode="json")},
+        batch_size=config.batch_size, batch_format="pandas", concurrency=config.replicas,
+        num_gpus=1 if config.use_gpu else 0, num_cpus=1,
+    )
+    staging = Path(tempfile.mkdtemp(prefix=".generations.", dir=out))
+    dataset.write_parquet(str(staging))
+    shutil.rmtree(out / "generations", ignore_errors=True)
+    os.replace(staging, out / "generations")
+    return report(config, out)
+
+
+def summarize(generations: pd.DataFrame, methods: list[str], seed: int = 0) -> pd.DataFrame:
+    """Per method: prompts, mean gold reward with a bootstrap 95% interval, mean guidance, mean length."""
+    from demoscope.metrics.bootstrap import bootstrap_ci
+
+    rows = []
+    for method in methods:
+        part = generations[generations["method"] == method]
+        mean, low, high = bootstrap_ci(part["gold_reward"].to_numpy(dtype=float), seed=seed)
+        rows.append({"method": method, "prompts": len(part), "gold_reward": mean, "low": low, "high": high,
+                     "guidance": part["guidance"].astype(float).mean(), "tokens": part["n_tokens"].mean()})
+    return pd.DataFrame(rows)
+
+
+def report(config: GenerateConfig, out: Path) -> int:
+    from rich.console import Console
+
+    from demoscope.decoding import DecodingMethod
+    from demoscope.reports import markdown_table
+
+    generations = pd.read_parquet(out / "generations")
+    methods = [DecodingMethod.parse(m).label for m in config.methods]
+    summary = summarize(generations, methods, seed=config.seed)
+    atomic_write(out / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
+    metrics = {"prompts": int(generations["prompt"].nunique()), "methods": summary.to_dict(orient="records")}
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    if summary["gold_reward"].notna().any():
+        _plot(summary, out / "rewards.png")
+    example = generations.iloc[0]
+    guide = "no guide" if config.tuned is None else (
+        f"guided by `{config.tuned}` + adapter `{config.tuned_adapter}` against the adapter off" if config.tuned_adapter
+        and config.untuned in (None, config.tuned) else f"guided by `{config.tuned}` against `{config.untuned}`")
+    text = f"""# Weak-to-strong generation
+
+Large model `{config.model}` (prompt `{config.large_template}`), {guide};
+{metrics['prompts']} prompts; temperature {config.temperature}, top-k {config.top_k}, top-p {config.top_p},
+{config.max_new_tokens} new tokens, seed {config.seed}. Gold reward: `{config.reward_model}`.
+
+## Mean gold reward per method (95% bootstrap interval)
+
+{markdown_table(summary)}
+
+{"![rewards](rewards.png)" if (out / "rewards.png").exists() else ""}
+
+Example ({example['method']}): `{example['prompt']}` -> `{example['response']}`
+"""
+    atomic_write_text(out / "report.md", text)
+    console = Console(soft_wrap=True)
+    console.print(summary.to_string(index=False))
+    console.print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def _plot(summary: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(summary) + 2, 3.2))
+    err = [summary["gold_reward"] - summary["low"], summary["high"] - summary["gold_reward"]]
+    ax.bar(summary["method"], summary["gold_reward"], yerr=err, color="tab:blue", capsize=3)
+    ax.set_ylabel("mean gold reward (95% CI)")
+    ax.axhline(0, color="grey", linewidth=0.6)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+JOB = Job(name="generate", description=DESCRIPTION, config=GenerateConfig, run=run)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return main_for(JOB, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,7 +24,17 @@ from ray import serve
 
 from demoscope.config import ServeConfig
 from demoscope.models.names import choose_backend
-from demoscope.serve.schemas import ErrorResponse, ModelInfo, OpinionItem, OpinionResult, OpinionsRequest, OpinionsResponse
+from demoscope.serve.schemas import (
+    ErrorResponse,
+    GenerateRequest,
+    GenerateResponse,
+    Generated,
+    ModelInfo,
+    OpinionItem,
+    OpinionResult,
+    OpinionsRequest,
+    OpinionsResponse,
+)
 
 TOKEN_ENV = "DEMOSCOPE_API_TOKEN"
 
@@ -102,6 +112,34 @@ class OpinionModel:
         return results
 
 
+@serve.deployment(ray_actor_options={"num_cpus": 1})
+class GenerationModel:
+    """The large model (vLLM on GPU, else Transformers) and the small guide pair, for ``/v1/generate``."""
+
+    def __init__(self, settings: dict):
+        from demoscope.config import GenerateConfig
+        from demoscope.pipelines.generate import GenerationActor
+
+        config = ServeConfig.model_validate(settings)
+        g = config.generation
+        # The generate job's actor builds the same models; reuse its wiring, not its Ray Data role.
+        self.actor = GenerationActor(GenerateConfig(
+            prompts="-", model=g.model or config.model, large_template=g.large_template, tuned=g.tuned,
+            tuned_adapter=g.tuned_adapter, untuned=g.untuned, small_template=g.small_template, methods=["base"],
+            backend=config.backend, use_gpu=config.use_gpu).model_dump(mode="json"))
+        self.template = g.large_template
+
+    async def generate(self, prompts: list[str], method: str, params: dict) -> list[dict]:
+        from demoscope.decoding import SamplingParams, generate
+
+        def work():
+            found = generate(method, prompts, self.actor.large, self.actor.guide, SamplingParams(**params), self.template)
+            return [{"prompt": g.prompt, "text": g.text, "guidance": g.guidance, "finish_reason": g.finish_reason,
+                     "tokens": len(g.token_ids)} for g in found]
+
+        return await asyncio.to_thread(work)
+
+
 def _distance(item: OpinionItem, dist: list[float]) -> float | None:
     if item.human is None:
         return None
@@ -119,15 +157,18 @@ def _distance(item: OpinionItem, dist: list[float]) -> float | None:
 class Ingress:
     """Validation, prompt rendering, auth and fan-out; the model work happens in ``OpinionModel``."""
 
-    def __init__(self, model, settings: dict, token: str | None):
+    def __init__(self, model, settings: dict, token: str | None, generator=None):
         from transformers import AutoTokenizer
 
         from demoscope.models.names import resolve_model
 
-        self.model = model
+        self.model, self.generator = model, generator
         self.config = ServeConfig.model_validate(settings)
         self.token = token
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.model))
+        generation = self.config.generation
+        self.large_tokenizer = (AutoTokenizer.from_pretrained(resolve_model(generation.model))
+                                if generation and generation.model else self.tokenizer)
 
     def _authorize(self, request: Request) -> None:
         if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
@@ -161,6 +202,39 @@ class Ingress:
             for ((dist, mass), (_, adapter), item) in zip(scored, prepared, body.items)
         ])
 
+    @api.post("/v1/generate", response_model=GenerateResponse)
+    async def generate(self, body: GenerateRequest, request: Request) -> GenerateResponse:
+        """Continue prompts with base sampling, best-of-N, chunk-level beam search or EFT (weak-to-strong)."""
+        from demoscope.decoding import DecodingMethod
+        from demoscope.errors import ConfigError
+
+        self._authorize(request)
+        g = self.config.generation
+        if self.generator is None or g is None:
+            raise ApiError(404, "generation not enabled", "start the server with generation.tuned=... (see /docs)")
+        try:
+            method = DecodingMethod.parse(body.method)
+        except ConfigError as exc:
+            raise ApiError(400, "unknown method", str(exc)) from None
+        if method.name != "base" and g.tuned is None:
+            raise ApiError(400, "no guide", f"{method.label} needs the small tuned/untuned pair; this server has none")
+        samples = {"bon": method.n, "cbs": method.w * method.k}.get(method.name, 1)
+        if samples > g.max_samples:
+            raise ApiError(400, "too many samples", f"{method.label} samples {samples} continuations; at most {g.max_samples}")
+        if len(body.prompts) > g.max_prompts:
+            raise ApiError(413, "too many prompts", f"{len(body.prompts)} prompts; at most {g.max_prompts} per request")
+        if body.max_new_tokens > g.max_new_tokens:
+            raise ApiError(400, "max_new_tokens too large", f"{body.max_new_tokens}; at most {g.max_new_tokens}")
+        for i, prompt in enumerate(body.prompts):
+            tokens = len(self.large_tokenizer(g.large_template.format(raw_prompt=prompt))["input_ids"])
+            if tokens + body.max_new_tokens > self.config.max_prompt_tokens:
+                raise ApiError(413, "prompt too long", f"prompts[{i}] is {tokens} tokens + {body.max_new_tokens} new; "
+                                                       f"at most {self.config.max_prompt_tokens}")
+        params = body.model_dump(include={"temperature", "top_k", "top_p", "max_new_tokens", "seed"})
+        results = await self.generator.generate.remote(body.prompts, body.method, params)
+        return GenerateResponse(method=method.label, model=g.model or self.config.model,
+                                results=[Generated(**r) for r in results])
+
     def _prepare(self, index: int, item: OpinionItem) -> tuple[str, str | None]:
         from demoscope.errors import SpecError
         from demoscope.surveys.item_prompts import item_prompt
@@ -189,7 +263,7 @@ def build_app(args: dict) -> serve.Application:
     config = ServeConfig.model_validate(args or {})
     settings = config.model_dump(mode="json")
     model = OpinionModel.options(
-        ray_actor_options={"num_cpus": 1, "num_gpus": 1 if config.use_gpu else 0},
+        ray_actor_options={"num_cpus": config.replica_cpus, "num_gpus": 1 if config.use_gpu else 0},
         autoscaling_config={"min_replicas": config.min_replicas, "max_replicas": config.max_replicas,
                             "target_ongoing_requests": config.target_ongoing_requests},
         max_ongoing_requests=max(4 * config.max_batch_size, config.target_ongoing_requests * 2),
@@ -197,4 +271,10 @@ def build_app(args: dict) -> serve.Application:
     # The ingress only validates and awaits: let it hold many requests, or the proxy queues
     # and backs off at Serve's default of 5 ongoing requests per replica.
     ingress = Ingress.options(max_ongoing_requests=max(256, 4 * config.max_items))
-    return ingress.bind(model, settings, os.environ.get(TOKEN_ENV) or None)
+    generator = None
+    if config.generation is not None:
+        generator = GenerationModel.options(
+            ray_actor_options={"num_cpus": config.replica_cpus, "num_gpus": 1 if config.use_gpu else 0},
+            max_ongoing_requests=8,
+        ).bind(settings)
+    return ingress.bind(model, settings, os.environ.get(TOKEN_ENV) or None, generator)

@@ -71,3 +71,37 @@ class ModelInfo(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     detail: str | list | None = None
+
+
+class GenerateRequest(BaseModel):
+    """Prompts to continue with one weak-to-strong decoding method."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompts: list[str] = Field(..., min_length=1, examples=[["The film opens with"]])
+    method: str = Field("base", description="base, bon:N, cbs:W,K,L or eft:BETA", examples=["cbs:4,4,5"])
+    temperature: float = Field(0.7, ge=0, description="0: greedy")
+    top_k: int = Field(50, ge=0, description="0: off")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(50, ge=1)
+    seed: int | None = Field(1, description="same seed and prompt, same continuation")
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> "GenerateRequest":
+        for i, prompt in enumerate(self.prompts):
+            if not prompt.strip():
+                raise ValueError(f"prompts[{i}] is empty")
+        return self
+
+
+class Generated(BaseModel):
+    prompt: str
+    text: str = Field(..., description="the continuation")
+    guidance: float | None = Field(None, description="sum log p_tuned - log p_untuned over the continuation")
+    finish_reason: str = Field(..., description="stop (EOS) or length")
+    tokens: int
+
+
+class GenerateResponse(BaseModel):
+    method: str
+    model: str
+    results: list[Generated]

@@ -49,7 +49,10 @@ def deploy(port: int, name: str = "demoscope", prefix: str = "/", **settings):
 def server(local_ray, adapter_dir):
     from ray import serve
 
-    url = deploy(_free_port(), adapters={"subpop": adapter_dir}, max_items=8, max_prompt_tokens=400)
+    # Half a CPU per replica: the opinions and generation replicas and the bearer test's own app share 2 CPUs.
+    url = deploy(_free_port(), adapters={"subpop": adapter_dir}, max_items=8, max_prompt_tokens=400, replica_cpus=0.5,
+                 max_replicas=1, generation={"tuned": "tiny:llama", "tuned_adapter": adapter_dir, "max_prompts": 2, "max_new_tokens": 8,
+                             "max_samples": 16})
     yield url
     serve.shutdown()
 
@@ -119,7 +122,7 @@ def test_bearer_token_protects_everything_but_health(server, monkeypatch):
 
     monkeypatch.setenv("DEMOSCOPE_API_TOKEN", "s3cret")  # read when the application is built
     port = int(server.rsplit(":", 1)[1])
-    url = deploy(port, name="secured", prefix="/secured")
+    url = deploy(port, name="secured", prefix="/secured", replica_cpus=0.5, max_replicas=1)
     try:
         assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
         assert requests.get(f"{url}/v1/models", timeout=10).status_code == 401
@@ -128,3 +131,30 @@ def test_bearer_token_protects_everything_but_health(server, monkeypatch):
         assert ok.status_code == 200
     finally:
         serve.delete("secured")
+
+
+def test_generate_matches_the_library_and_refuses_bad_requests(server, adapter_dir):
+    from demoscope.decoding import Guide, SamplingParams, generate
+
+    body = {"prompts": ["The film opens with"], "method": "cbs:2,2,3", "max_new_tokens": 6}
+    response = requests.post(f"{server}/v1/generate", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["method"] == "cbs-w2k2l3" and answer["model"] == "tiny:llama"
+    large = load_causal_lm(resolve_model("tiny:llama"))
+    small, tokenizer = load_causal_lm(resolve_model("tiny:llama"), adapters={"tuned": adapter_dir})
+    expected = generate("cbs:2,2,3", body["prompts"], large, Guide.from_adapter(small, "tuned", tokenizer),
+                        SamplingParams(max_new_tokens=6))[0]
+    result = answer["results"][0]
+    assert result["text"] == expected.text and result["guidance"] == pytest.approx(expected.guidance, abs=1e-5)
+    bad = {
+        "unknown method": ({**body, "method": "beam"}, 400),
+        "too many samples": ({**body, "method": "bon:64"}, 400),
+        "too many prompts": ({**body, "prompts": ["a", "b", "c"]}, 413),
+        "max_new_tokens too large": ({**body, "max_new_tokens": 100}, 400),
+        "invalid request": ({**body, "prompts": [" "]}, 422),
+    }
+    for error, (payload, status) in bad.items():
+        response = requests.post(f"{server}/v1/generate", json=payload, timeout=60)
+        assert response.status_code == status and response.json()["error"] == error, (error, response.text)
+    assert "/v1/generate" in requests.get(f"{server}/openapi.json", timeout=10).json()["paths"]

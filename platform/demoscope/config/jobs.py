@@ -139,6 +139,21 @@ class EvaluateConfig(JobConfig):
     guide_beta: float = Field(1.0, ge=0, description="steering strength: p ∝ p_large * (p_tuned / p_untuned)^beta")
 
 
+class GenerationSettings(BaseModel):
+    """``POST /v1/generate``: the large model and the small guide pair (as in ``demoscope generate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(None, description="the large model (default: the server's model)")
+    large_template: str = "{raw_prompt}"
+    tuned: str | None = Field(None, description="small tuned model (with tuned_adapter: the base it adapts)")
+    tuned_adapter: str | None = None
+    untuned: str | None = None
+    small_template: str = "{raw_prompt}"
+    max_prompts: int = Field(8, ge=1, description="prompts per request")
+    max_new_tokens: int = Field(256, ge=1, description="longest response a request may ask for")
+    max_samples: int = Field(64, ge=1, description="most sampled continuations per prompt (N, or W x K)")
+
+
 class ServeConfig(JobConfig):
     """``demoscope serve`` / ``serve run serve/config.yaml``: the opinions HTTP API on Ray Serve."""
 
@@ -147,6 +162,7 @@ class ServeConfig(JobConfig):
     default_adapter: str | None = Field(None, description="adapter used when a request names none (default: the base model)")
     backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM with use_gpu if installed, else Transformers")
     use_gpu: bool = Field(False, description="one GPU per model replica")
+    replica_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model replica (opinions and generation)")
     host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port")
     max_items: int = Field(64, ge=1, description="items per request")
@@ -159,6 +175,7 @@ class ServeConfig(JobConfig):
     max_replicas: int = Field(2, ge=1, description="autoscaling: most model replicas")
     target_ongoing_requests: int = Field(32, ge=1, description="autoscaling: ongoing prompts per replica to aim for")
     blocking: bool = Field(True, description="keep serving until interrupted (false: deploy and return)")
+    generation: GenerationSettings | None = Field(None, description="enable POST /v1/generate (generation.tuned=...)")
 
 
 class AuditConfig(JobConfig):

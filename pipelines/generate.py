@@ -42,7 +42,7 @@ writes  OUT/generations/*.parquet (prompt, method, response, guidance, gold_rewa
 
 example demoscope generate --prompts prompts.txt --tuned tiny:llama --tuned-adapter runs/dpo/adapter \\
             --reward-model tiny:classifier --methods base --methods bon:4 --methods cbs:2,2,5
-        the seed's setting: --config configs/w2s/imdb-gpt2-xl.yaml
+        the seed's setting: --config configs/w2s/imdb-gpt2-xl.yaml (GPU)
 """
 
 

@@ -33,3 +33,14 @@ def test_politune_presets_load_with_the_recipe_settings(path):
         assert config.batch_size * config.grad_accum == 64 and config.max_chars == 1024
     else:
         assert (config.lr, config.weight_decay, config.epochs, config.batch_size * config.grad_accum) == (3e-4, 0.01, 2, 64)
+
+
+def test_weak_to_strong_preset_has_the_seeds_generation_settings():
+    from demoscope.config import GenerateConfig
+    from demoscope.decoding import DecodingMethod
+
+    config = load_config(GenerateConfig, CONFIGS / "w2s" / "imdb-gpt2-xl.yaml")
+    assert (config.temperature, config.top_k, config.top_p, config.max_new_tokens, config.seed, config.limit) == (0.7, 50, 1.0, 50, 1, 200)
+    labels = [DecodingMethod.parse(m).label for m in config.methods]
+    assert labels == ["base", "bon16", "bon32", "cbs-w4k4l5", "eft-beta1.0"]
+    assert config.large_template == "Here is a movie review from imdb: {raw_prompt}"

@@ -34,19 +34,26 @@ from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
 
 DESCRIPTION = """\
-Fine-tune a causal LM with LoRA on Ray Train to predict survey answer
-distributions (SubPOP): the next-token distribution after "Answer:" over the
-letters " A".." J" is fitted by forward KL (opinion-kl, the paper's objective)
-or by the ordinal Wasserstein distance (opinion-wd).
+Train on Ray Train (DDP, or FSDP), one objective per run:
+  opinion-kl / opinion-wd  LoRA on a causal LM to predict survey answer distributions
+                           (SubPOP): the next-token distribution after "Answer:" over the
+                           letters " A".." J", fitted by forward KL or ordinal Wasserstein;
+  dpo / sft                LoRA through TRL's DPOTrainer / SFTTrainer (PoliTune);
+  distill                  a student classifier (--student bow|cnn|hf) on text,label
+                           [,label_0,label_1]: hard labels (distill_mode=baseline),
+                           alpha*KL(teacher||student)+(1-alpha)*CE, or T^2*KL (tempered).
 
-reads   prepared splits from `demoscope prepare` (columns input_prompt, output_dist, ordinal)
-writes  OUT/adapter (best LoRA adapter, PEFT format), OUT/metrics.json (per epoch),
+reads   prepared splits from `demoscope prepare` (columns input_prompt, output_dist, ordinal);
+        dpo/sft: prompt, chosen, rejected; distill: text, label (+ label_0, label_1)
+writes  OUT/adapter (best LoRA adapter, PEFT format; distill: OUT/student), OUT/metrics.json (per epoch),
         OUT/tensorboard/ (tensorboard --logdir OUT/tensorboard), OUT/ray/ (checkpoints),
         OUT/config.yaml. Re-running with the same OUT resumes from the last checkpoint.
 
 example demoscope train --objective opinion-kl --model tiny:llama --num-workers 2 \\
             --train-file runs/prepare/opnqa_QA_train.parquet --val-file runs/prepare/opnqa_QA_val.parquet \\
             --out runs/train epochs=3 lora.r=8
+        demoscope train --objective distill --student cnn --train-file runs/distill/soft_labels.parquet \
+            --out runs/cnn-distilled alpha=0.9
         presets: demoscope train --config configs/subpop/llama-2-7b.yaml (GPU cluster)
 """
 
@@ -234,6 +241,74 @@ def _decoder_layer_names(model) -> list[str]:
     return names
 
 
+def distill_loop(cfg: dict) -> None:
+    """Per-worker training of a distillation student (BoW, Kim CNN or HF classifier), DDP over Ray Train."""
+    import numpy as np
+    import ray.train
+    import torch
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
+
+    from demoscope.distill import make_student, positive_probability, save_student
+    from demoscope.distill.data import read_labelled
+    from demoscope.distill.training import epoch_metrics, make_loader, make_optimizer, train_epoch
+    from demoscope.models.names import resolve_model
+
+    config = TrainConfig.model_validate(cfg)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    soft = config.distill_mode != "baseline"
+    train = read_labelled(config.train_file, soft=soft)
+    val = read_labelled(config.val_file) if config.val_file else None
+    torch.manual_seed(config.seed)
+    # Every worker builds the same vocabulary from the same texts, so no broadcast is needed.
+    student = make_student(config.student, texts=train["text"].tolist(), vocab_size=config.vocab_size,
+                           model_path=resolve_model(config.model) if config.student == "hf" else None, seed=config.seed)
+    student.module = ray.train.torch.prepare_model(student.module)
+    sampler = DistributedSampler(range(len(train)), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    teacher = train[["label_0", "label_1"]].to_numpy(dtype="float32") if soft else None
+    loader = make_loader(student, train["text"].tolist(), train["label"].tolist(), teacher, config.batch_size, sampler=sampler)
+    optimizer = make_optimizer(student.module, config.lr, config.weight_decay)
+    start, resumed_from = 0, -1
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / "trainer_state.pt", weights_only=False)
+        _unwrap(student.module).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optim"])
+        start, resumed_from = state["epoch"] + 1, state["epoch"]
+    for epoch in range(start, config.epochs):
+        sampler.set_epoch(epoch)
+        sums = train_epoch(student.module, loader, optimizer, config.distill_mode, config.alpha, config.temperature)
+        if world > 1:
+            values = torch.tensor([sums["loss_sum"], sums["correct"], sums["n"]], dtype=torch.float64)
+            dist.all_reduce(values)
+            sums = dict(zip(("loss_sum", "correct", "n"), values.tolist()))
+        summary = epoch_metrics(sums, epoch)
+        metrics = {"epoch": epoch, "train_loss": summary["loss"], "train_accuracy": summary["accuracy"],
+                   "resumed_from_epoch": resumed_from}
+        module = _unwrap(student.module)
+        if val is not None:  # every rank scores the (small) validation set the same way
+            original, student.module = student.module, module
+            p = np.clip(positive_probability(student, val["text"].tolist()), 1e-7, 1 - 1e-7)
+            student.module = original
+            labels = val["label"].to_numpy()
+            metrics["val_accuracy"] = float(((p > 0.5) == labels).mean())
+            metrics["val_loss"] = float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+        else:
+            metrics["val_loss"] = metrics["train_loss"]
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as folder:
+                original, student.module = student.module, module
+                save_student(student, Path(folder) / "student")
+                student.module = original
+                torch.save({"model": module.state_dict(), "optim": optimizer.state_dict(), "epoch": epoch},
+                           Path(folder) / "trainer_state.pt")
+                ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        else:
+            ray.train.report(metrics)
+
+
 def _wrap(model, strategy: str, device, bf16: bool):
     """DDP through Ray's prepare_model; FSDP2 ``fully_shard`` per decoder layer, then the root."""
     import ray.train.torch
@@ -262,6 +337,9 @@ def _unwrap(model):
 
 
 def _epoch_line(m: dict) -> str:
+    if "train_accuracy" in m:  # a distillation student
+        val = f"  val loss {m['val_loss']:.4f} accuracy {m['val_accuracy']:.3f}" if "val_accuracy" in m else ""
+        return f"epoch {m['epoch']}: train loss {m['train_loss']:.4f} accuracy {m['train_accuracy']:.3f}{val}"
     if "train_kl" not in m:  # a TRL run: the Trainer's own log names
         shown = {k: m[k] for k in ("loss", "rewards/accuracies", "rewards/margins", "eval_loss") if k in m}
         return f"epoch {m['epoch']:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
@@ -296,8 +374,9 @@ def build_trainer(config: TrainConfig, callbacks: list | None = None):
 
     resolve_model(config.model)  # build the tiny model once here, not in every worker at once
     preference = config.objective in ("dpo", "sft")
+    loop = {"dpo": preference_loop, "sft": preference_loop, "distill": distill_loop}.get(config.objective, train_loop)
     return TorchTrainer(
-        preference_loop if preference else train_loop,
+        loop,
         train_loop_config=config.model_dump(mode="json"),
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=RunConfig(
@@ -322,8 +401,11 @@ def export_result(result, config: TrainConfig) -> tuple[dict, list[dict]]:
     best_checkpoint, best_metrics = (min(result.best_checkpoints, key=lambda cm: cm[1][score]) if score
                                      else result.best_checkpoints[-1])
     with best_checkpoint.as_directory() as folder:
-        source = Path(folder) / "adapter" if not preference else Path(folder) / "checkpoint"
-        _replace_dir(source, out / "adapter", keep=("adapter_config.json", "adapter_model.safetensors") if preference else None)
+        if config.objective == "distill":
+            _replace_dir(Path(folder) / "student", out / "student")
+        else:
+            source = Path(folder) / "adapter" if not preference else Path(folder) / "checkpoint"
+            _replace_dir(source, out / "adapter", keep=("adapter_config.json", "adapter_model.safetensors") if preference else None)
     atomic_write_text(out / "metrics.json", json.dumps({"best": best_metrics, "epochs": history}, indent=2))
     return best_metrics, history
 
@@ -345,7 +427,8 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     best_metrics, history = export_result(result, config)
     for metrics in history:
         console.print(_epoch_line(metrics))
-    console.print(f"best epoch {best_metrics['epoch']}; adapter -> {out / 'adapter'}")
+    artifact = out / ("student" if config.objective == "distill" else "adapter")
+    console.print(f"best epoch {best_metrics['epoch']}; {artifact.name} -> {artifact}")
     return 0
 
 

@@ -154,3 +154,29 @@ def test_fsdp_trainer_arguments_make_a_valid_fsdp2_config(tmp_path):
     assert plugin["activation_checkpointing"] is True and plugin["reshard_after_forward"] is True
     ddp = train_job.trainer_arguments(_preference_config(tmp_path, gradient_checkpointing=True), model)
     assert "fsdp" not in ddp and ddp["gradient_checkpointing"] is True
+
+
+@pytest.mark.parametrize("mode", ["baseline", "distill"])
+def test_distillation_students_train_on_ray_workers(local_ray, tmp_path, mode):
+    import numpy as np
+
+    from demoscope.bias import synthetic_sentiment
+    from demoscope.distill import load_student, positive_probability
+
+    frame = synthetic_sentiment(400, seed=0, bias="none")
+    smooth = np.where(frame["label"] == 1, 0.8, 0.2)
+    frame = frame.assign(label_0=1 - smooth, label_1=smooth)
+    frame.iloc[:320].to_parquet(tmp_path / "train.parquet")
+    frame.iloc[320:].to_parquet(tmp_path / "val.parquet")
+    out = tmp_path / mode
+    cfg = TrainConfig(objective="distill", student="bow", distill_mode=mode, train_file=str(tmp_path / "train.parquet"),
+                      val_file=str(tmp_path / "val.parquet"), out=str(out), epochs=4, lr=5e-3, batch_size=16, num_workers=2)
+    assert train_job.run(cfg) == 0
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2, 3] and epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    student = load_student(out / "student")
+    val = frame.iloc[320:]
+    accuracy = ((positive_probability(student, val["text"].tolist()) > 0.5) == val["label"].to_numpy()).mean()
+    assert accuracy > 0.7
+    best = json.loads((out / "metrics.json").read_text())["best"]
+    assert best["val_accuracy"] == pytest.approx(accuracy, abs=1e-9)  # the exported student is the best epoch's

@@ -10,10 +10,10 @@ from demoscope.training.lora import LoraSettings
 
 
 class TrainConfig(BaseModel):
-    """``demoscope train``: fine-tune a causal LM with LoRA on Ray Train."""
+    """``demoscope train``: fine-tune a causal LM with LoRA (or train a distillation student) on Ray Train."""
 
     model_config = ConfigDict(extra="forbid")
-    objective: Literal["opinion-kl", "opinion-wd", "dpo", "sft"] = Field("opinion-kl", description="training objective")
+    objective: Literal["opinion-kl", "opinion-wd", "dpo", "sft", "distill"] = Field("opinion-kl", description="training objective")
     model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2 (offline factory)")
     train_file: str = Field("", description="training data: a prepared opinion split, or for dpo/sft a prompt,chosen,rejected file")
     val_file: str | None = Field(None, description="prepared validation split (default: none)")
@@ -43,3 +43,9 @@ class TrainConfig(BaseModel):
     load_in_4bit: bool = Field(False, description="dpo/sft: QLoRA, the base model in 4-bit NF4 (GPU with the gpu extra)")
     max_chars: int | None = Field(None, ge=1, description="dpo/sft: drop pairs longer than this many characters (PoliTune's recipe: 1024)")
     progress: bool = Field(True, description="show progress")
+    student: Literal["bow", "cnn", "hf"] = Field("bow", description="distill: bag-of-words, Kim CNN, or a Hugging Face classifier (--model)")
+    distill_mode: Literal["baseline", "distill", "tempered"] = Field(
+        "distill", description="distill: hard labels, alpha*KL+(1-alpha)*CE on label_0/label_1, or T^2*KL")
+    alpha: float = Field(0.9, ge=0, le=1, description="distill: weight of the teacher term")
+    temperature: float = Field(2.0, gt=0, description="distill (tempered): softmax temperature of the student")
+    vocab_size: int = Field(10000, ge=2, description="distill (bow/cnn): vocabulary ids, UNK included")

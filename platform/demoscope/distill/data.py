@@ -1,0 +1,43 @@
+"""Labelled text files for distillation: ``text, label`` and, with teacher soft labels, ``label_0, label_1``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from demoscope.errors import ConfigError
+
+
+def read_labelled(path: str | Path, soft: bool = False) -> pd.DataFrame:
+    """Read ``.csv`` / ``.jsonl`` / ``.parquet`` with ``text`` and a 0/1 ``label`` (and ``label_0, label_1`` if ``soft``).
+
+    Errors name the file and, for bad values, the first offending row.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"labelled text file {path} does not exist")
+    readers = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
+    if path.suffix.lower() not in readers:
+        raise ConfigError(f"labelled text file {path}: unsupported suffix {path.suffix!r} (.csv, .jsonl, .parquet)")
+    try:
+        frame = readers[path.suffix.lower()](path)
+    except (ValueError, OSError) as error:
+        raise ConfigError(f"labelled text file {path} cannot be read: {error}") from None
+    needed = ["text", "label"] + (["label_0", "label_1"] if soft else [])
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        hint = " (soft labels come from `demoscope distill` or a teacher labelling job)" if soft else ""
+        raise ConfigError(f"labelled text file {path} lacks column(s) {missing}{hint}")
+    bad = ~frame["label"].isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ConfigError(f"labelled text file {path}, row {row}: label must be 0 or 1, got {frame['label'].iloc[row]!r}")
+    if soft:
+        probs = frame[["label_0", "label_1"]].to_numpy(dtype=float)
+        off = ~np.isclose(probs.sum(axis=1), 1.0, atol=1e-4) | (probs < 0).any(axis=1)
+        if off.any():
+            row = int(np.flatnonzero(off)[0])
+            raise ConfigError(f"labelled text file {path}, row {row}: label_0 + label_1 must be 1, got {probs[row].tolist()}")
+    return frame.reset_index(drop=True)

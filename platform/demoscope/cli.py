@@ -21,6 +21,8 @@ JOBS = {
     "evaluate": "evaluate",
     "audit": "audit",
     "generate": "generate",
+    "distill": "distill",
+    "bias": "bias",
     "serve": "demoscope.serve.run",
     "demo": "demo",
 }
@@ -35,6 +37,8 @@ SUMMARIES = {
     "evaluate": "score a model on a test set with Ray Data; Wasserstein report with baselines",
     "audit": "political-bias audit: Political Compass style agreement and opinion alignment, base vs tuned",
     "generate": "weak-to-strong decoding (base, best-of-N, chunk beam search, EFT) with gold rewards, on Ray Data",
+    "distill": "teacher soft labels -> baseline and distilled students -> their bias on the EEC (Ray Data + Train)",
+    "bias": "gender and race bias of sentiment systems on the Equity Evaluation Corpus (paired t-tests)",
     "serve": "the opinions HTTP API on Ray Serve (POST /v1/opinions, /v1/models, /healthz, /docs)",
     "demo": "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate",
 }

@@ -73,6 +73,39 @@ class GenerateConfig(JobConfig):
     out: str = Field("runs/generate", description="output folder")
 
 
+class BiasConfig(JobConfig):
+    """``demoscope bias``: gender and race bias of sentiment systems on the Equity Evaluation Corpus."""
+
+    systems: dict[str, str] = Field(default_factory=dict, description="name=path: students, classifiers or causal LMs")
+    variant: Literal["paper", "seed"] = Field("paper", description="gender pairs: paper 1,584 (name means) or seed 1,440")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level (Bonferroni-corrected)")
+    out: str = Field("runs/bias", description="output folder")
+
+
+class DistillConfig(JobConfig):
+    """``demoscope distill``: teacher soft labels, baseline and distilled students, and their bias on the EEC."""
+
+    train_file: str | None = Field(None, description="student training texts (text, label); or use --synthetic")
+    test_file: str | None = Field(None, description="held-out texts (text, label) for accuracy")
+    synthetic: int = Field(0, ge=0, description="rows of a seeded synthetic sentiment set instead of files")
+    planted_bias: Literal["race", "gender", "none"] = Field("race", description="synthetic: bias planted in the teacher's data")
+    teacher: str = Field("train", description="'train' (a CNN teacher on --teacher-file / the biased synthetic set), "
+                                               "a causal LM (few-shot), a classifier, or a saved student")
+    teacher_file: str | None = Field(None, description="teacher's training texts when teacher=train (default: synthetic)")
+    students: list[str] = Field(["bow", "cnn"], description="student kinds: bow, cnn, hf (hf uses --student-model)")
+    student_model: str = Field("tiny:classifier", description="the hf student's starting classifier")
+    alpha: float = Field(0.9, ge=0, le=1, description="bow/cnn: weight of KL(teacher || student)")
+    temperature: float = Field(2.0, gt=0, description="hf: T of the pure soft loss")
+    epochs: int = Field(5, ge=1, description="student (and trained teacher) epochs")
+    lr: float = Field(1e-3, gt=0, description="bow/cnn learning rate (hf: 2e-5 is the seed's)")
+    batch_size: int = Field(32, ge=1, description="examples per worker per step")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers per student")
+    use_gpu: bool = Field(False, description="GPUs for the teacher and students")
+    variant: Literal["paper", "seed"] = Field("paper", description="gender pairs: paper 1,584 or seed 1,440")
+    seed: int = Field(0, description="seed of the data, examples and students")
+    out: str = Field("runs/distill", description="output folder")
+
+
 class SweepConfig(JobConfig):
     """``demoscope sweep``: a Ray Tune search over a training job's settings, one Ray Train run per trial."""
 

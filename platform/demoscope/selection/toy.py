@@ -1,0 +1,299 @@
+"""The reference's CPU-sized toy: noisy 5-digit addition, groups of samples as sources (GradEx §C.3).
+
+``examples/example_noisy_synthetic_addition_task.ipynb`` trains a 2-layer
+GPT-2 on 300 clean + 200 random-label samples of 5-digit addition with
+intermediate steps, takes groups of 25 samples as sources, estimates 200
+random subsets of 7 of the 20 groups by the first-order method and shows
+that the random-ensemble scores separate clean from noisy groups.
+
+Ours is the same experiment at test size, with a LoRA adapter as the
+meta-trained model (the notebook differentiates the full model):
+
+1. a character-level GPT-2 (:func:`build_model`) is pre-trained briefly on
+   clean addition, standing in for a pre-trained LM;
+2. a LoRA adapter on ``c_attn``/``c_proj``/``c_fc`` (the reference's GPT-2
+   targets) is meta-trained on the union of all sources, noisy ones included;
+3. per-sample projected gradients per source (optionally stored as shards);
+4. random-ensemble scores with the first-order estimate of clean validation
+   loss as each subset's value (the notebook uses generated-answer accuracy;
+   loss needs no decoding): clean sources should score lower (better).
+
+The notebook's content, written compactly (no spaces, ``|`` between steps,
+``=`` ending the prompt; one character is one token)::
+
+    67013+23924=07|037|0937|10937|90937
+
+Steps are ``carry, low digits so far`` after each column (the last one is
+the answer itself); noisy samples replace every answer digit at random.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from demoscope.selection.first_order import (
+    ApproximationError,
+    FirstOrderEstimator,
+    FirstOrderSettings,
+    check_first_order,
+    validation_loss,
+)
+from demoscope.selection.gradients import ClampMode, gradient_dim, gradient_parameter_names, projected_gradients
+from demoscope.selection.projection import RademacherProjection
+from demoscope.selection.search import EnsembleResult, random_ensemble
+
+PAD, EOS = "<pad>", "<eos>"
+VOCAB = [PAD, EOS, *"0123456789", "+", "=", "|"]
+TOKEN_ID = {t: i for i, t in enumerate(VOCAB)}
+# The reference's LoRA targets for GPT-2 (fast_estimate_eval_gradients_instruction.py).
+GPT2_TARGETS = ["c_attn", "c_proj", "c_fc"]
+
+
+def addition_steps(a: Sequence[int], b: Sequence[int]) -> tuple[list[list[int]], list[int]]:
+    """The notebook's ``addition``: per column, ``[carry] + low digits so far`` (most significant first), and the sum's digits."""
+    digits = [x + y for x, y in zip(a[::-1], b[::-1])]
+    steps = []
+    for i in range(len(digits)):
+        carry = 0
+        if digits[i] >= 10:
+            if i == len(digits) - 1:
+                digits.append(1)
+            else:
+                digits[i + 1] += 1
+            digits[i] -= 10
+            carry = 1
+        steps.append([carry] + digits[: i + 1][::-1])
+    # The notebook keeps every step but the last; the answer replaces it.
+    return steps[:-1], digits[::-1]
+
+
+def make_example(rng: np.random.Generator, n_digits: int = 5, noisy: bool = False) -> tuple[str, str]:
+    """``(prompt, answer)`` for one random sum; ``noisy`` draws every answer digit uniformly (same shapes)."""
+    a = [int(rng.integers(1, 10))] + [int(d) for d in rng.integers(0, 10, n_digits - 1)]
+    b = [int(rng.integers(1, 10))] + [int(d) for d in rng.integers(0, 10, n_digits - 1)]
+    steps, out = addition_steps(a, b)
+    if noisy:
+        steps = [[int(d) for d in rng.integers(0, 10, len(s))] for s in steps]
+        out = [int(d) for d in rng.integers(0, 10, len(out))]
+    prompt = "".join(map(str, a)) + "+" + "".join(map(str, b)) + "="
+    answer = "|".join("".join(map(str, s)) for s in [*steps, out])
+    return prompt, answer
+
+
+def encode(prompt: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of ``prompt + answer + <eos>`` and labels that score only the answer and ``<eos>``."""
+    ids = [TOKEN_ID[c] for c in prompt] + [TOKEN_ID[c] for c in answer] + [TOKEN_ID[EOS]]
+    labels = [-100] * len(prompt) + ids[len(prompt):]
+    return ids, labels
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+    """Right-padded batch: ``input_ids``, ``attention_mask``, ``labels`` (-100 on pads)."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), TOKEN_ID[PAD], dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def batches(examples: Sequence, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Consecutive batches, in order."""
+    return [collate(examples[i: i + batch_size]) for i in range(0, len(examples), batch_size)]
+
+
+def build_model(hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, seed: int = 0):
+    """A seeded random character-level ``GPT2LMHeadModel`` over :data:`VOCAB` (dropout off)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(
+        vocab_size=len(VOCAB), n_embd=hidden_size, n_layer=num_layers, n_head=num_heads, n_positions=64,
+        bos_token_id=TOKEN_ID[EOS], eos_token_id=TOKEN_ID[EOS], pad_token_id=TOKEN_ID[PAD],
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(config)
+
+
+def train(model: torch.nn.Module, examples: Sequence, steps: int, lr: float, batch_size: int, seed: int) -> list[float]:
+    """AdamW (weight decay 1e-4, as the notebook) on random mini-batches of ``examples``; returns the losses."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        batch = collate([examples[i] for i in rng.choice(len(examples), min(batch_size, len(examples)), replace=False)])
+        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    model.eval()
+    return losses
+
+
+@dataclass(frozen=True)
+class ToySettings:
+    """Sizes of the toy; the defaults run in well under a minute on two CPU cores.
+
+    The notebook's sizes are 12 clean + 8 noisy groups of 25, d=200, 200
+    subsets of 7 groups, C=6e-2 without rescaling. ``scale=None`` gives its
+    unrescaled step too; with it the estimates leave the linear regime (losses
+    3-10x the meta-trained one) and one of 12 seeds we tried lost the
+    clean/noisy separation, which rescaling to 0.05 ||theta*_LoRA|| kept on all 12.
+    """
+
+    clean_sources: int = 6
+    noisy_sources: int = 4
+    samples_per_source: int = 16
+    n_digits: int = 5
+    pretrain_examples: int = 2000
+    pretrain_steps: int = 600
+    meta_steps: int = 100
+    val_examples: int = 64
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    lora_r: int = 4
+    lora_alpha: int = 16
+    project_dim: int = 200
+    C: float = 6e-2
+    scale: float | None = 0.05
+    n_subsets: int = 60
+    subset_size: int | float = 0.5
+    clamp: ClampMode = "toy"
+    batch_size: int = 32
+    error_check_scale: float = 0.01
+    seed: int = 0
+    # Torch intra-op threads while the toy runs (restored after); None leaves them alone.
+    # One is fastest for a model this small, and on a shared CPU more threads
+    # spin against other jobs and can be 10x slower.
+    threads: int | None = 1
+
+
+@dataclass
+class ToyResult:
+    """Scores (estimated clean validation loss, lower is better) per source, which were noisy, and diagnostics."""
+
+    scores: dict[str, float]
+    noisy_sources: list[str]
+    ensemble: EnsembleResult
+    base_val_loss: float
+    error: ApproximationError
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ranking(self) -> list[str]:
+        """Sources best first (lowest estimated loss)."""
+        return self.ensemble.ranking(higher_is_better=False)
+
+    def separation(self) -> float:
+        """Fraction of (clean, noisy) pairs in which the clean source scores better (1.0 = perfect; AUC)."""
+        clean = [v for k, v in self.scores.items() if k not in self.noisy_sources]
+        noisy = [self.scores[k] for k in self.noisy_sources]
+        return float(np.mean([[c < n for n in noisy] for c in clean]))
+
+
+def make_sources(settings: ToySettings, rng: np.random.Generator) -> tuple[dict[str, list], list[str]]:
+    """``{source: encoded examples}`` (clean ones first) and the names of the noisy ones."""
+    sources, noisy = {}, []
+    for j in range(settings.clean_sources + settings.noisy_sources):
+        is_noisy = j >= settings.clean_sources
+        name = f"{'noisy' if is_noisy else 'clean'}-{j:02d}"
+        sources[name] = [encode(*make_example(rng, settings.n_digits, is_noisy)) for _ in range(settings.samples_per_source)]
+        if is_noisy:
+            noisy.append(name)
+    return sources, noisy
+
+
+def run_toy(settings: ToySettings = ToySettings(), out_dir: str | Path | None = None) -> ToyResult:
+    """Run the whole toy end to end and return per-source random-ensemble scores.
+
+    With ``out_dir``, the projected gradients go through
+    :mod:`demoscope.selection.storage` (written per source, read back), as a
+    Ray Data job would store them.
+    """
+    previous = torch.get_num_threads()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    try:
+        return _run_toy(settings, out_dir)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _run_toy(settings: ToySettings, out_dir: str | Path | None) -> ToyResult:
+    from demoscope.training.lora import LoraSettings, apply_lora
+
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    rng = np.random.default_rng(settings.seed)
+    sources, noisy = make_sources(settings, rng)
+    pretrain = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.pretrain_examples)]
+    val = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.val_examples)]
+    val_batches = {"addition": batches(val, settings.batch_size)}
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = build_model(settings.hidden_size, settings.num_layers, settings.num_heads, settings.seed)
+        train(model, pretrain, settings.pretrain_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed)
+        timings["pretrain_s"] = time.perf_counter() - clock
+        with warnings.catch_warnings():
+            # PEFT notes that GPT-2's Conv1D needs fan_in_fan_out and sets it itself.
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations PEFT triggers
+            model = apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0,
+                                                   target_modules=GPT2_TARGETS))
+        union = [ex for examples in sources.values() for ex in examples]
+        train(model, union, settings.meta_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed + 1)
+        timings["meta_train_s"] = time.perf_counter() - clock - timings["pretrain_s"]
+
+    names = gradient_parameter_names(model)
+    projection = RademacherProjection(gradient_dim(model, names), settings.project_dim, seed=settings.seed)
+    tick = time.perf_counter()
+    outputs, gradients = {}, {}
+    for name, examples in sources.items():
+        outputs[name], gradients[name] = projected_gradients(model, batches(examples, settings.batch_size), projection,
+                                                             names, settings.clamp)
+    if out_dir is not None:
+        from demoscope.selection import storage
+
+        storage.write_metadata(out_dir, projection, names, settings.clamp)
+        for name in sources:
+            storage.write_shard(out_dir, name, 0, gradients[name], outputs[name])
+        stored = storage.read_gradients(out_dir, list(sources))
+        outputs = {k: v.outputs for k, v in stored.items()}
+        gradients = {k: v.z for k, v in stored.items()}
+    timings["gradients_s"] = time.perf_counter() - tick
+
+    estimator = FirstOrderEstimator(model, projection, gradients, val_batches,
+                                    FirstOrderSettings(C=settings.C, scale=settings.scale, seed=settings.seed), names)
+    tick = time.perf_counter()
+    ensemble = random_ensemble(list(sources), estimator, settings.n_subsets, settings.subset_size, settings.seed)
+    timings["ensemble_s"] = time.perf_counter() - tick
+
+    # The reference's error check: Delta from a random 75% of the sources, at a small scale.
+    check = FirstOrderEstimator(model, projection, gradients, val_batches,
+                                FirstOrderSettings(C=settings.C, scale=settings.error_check_scale, seed=settings.seed), names)
+    names_all = list(sources)
+    subset = [names_all[i] for i in sorted(rng.choice(len(names_all), max(1, int(0.75 * len(names_all))), replace=False))]
+    step = check.delta(subset)
+    all_examples = [ex for examples in sources.values() for ex in examples]
+    error = check_first_order(model, check.base, step, batches(all_examples, settings.batch_size),
+                              np.concatenate([outputs[k] for k in sources]), np.concatenate([gradients[k] for k in sources]),
+                              settings.clamp)
+    base_loss = validation_loss(model, val_batches["addition"])
+    timings["total_s"] = time.perf_counter() - clock
+    return ToyResult(ensemble.scores, noisy, ensemble, base_loss, error, timings)

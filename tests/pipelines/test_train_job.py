@@ -40,6 +40,7 @@ def test_ddp_training_writes_best_adapter_metrics_and_tensorboard(local_ray, pre
     assert (out / "config.yaml").exists()
 
 
+@pytest.mark.slow  # restart-resume is covered by the killed-worker test in the default run
 def test_rerun_with_more_epochs_resumes_from_the_last_checkpoint(local_ray, prepared, tmp_path):
     out = tmp_path / "resume"
     assert train_job.run(config(prepared, out, epochs=1)) == 0
@@ -92,7 +93,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(local_ray, 
     assert any(e["resumed_from_epoch"] >= 0 for e in epochs), "no epoch ran after a restart from a checkpoint"
 
 
-@pytest.mark.parametrize("objective", ["dpo", "sft"])
+@pytest.mark.parametrize("objective", ["dpo", pytest.param("sft", marks=pytest.mark.slow)])
 def test_preference_objectives_train_on_ray_workers(local_ray, tmp_path, objective):
     from demoscope.training.preference_data import synthetic_preferences
 
@@ -121,6 +122,7 @@ def _preference_config(tmp_path, objective="dpo", **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+@pytest.mark.slow
 def test_dpo_rerun_with_more_epochs_continues_the_trainer_checkpoint(local_ray, tmp_path):
     assert train_job.run(_preference_config(tmp_path, epochs=1)) == 0
     assert train_job.run(_preference_config(tmp_path, epochs=2)) == 0
@@ -156,7 +158,7 @@ def test_fsdp_trainer_arguments_make_a_valid_fsdp2_config(tmp_path):
     assert "fsdp" not in ddp and ddp["gradient_checkpointing"] is True
 
 
-@pytest.mark.parametrize("mode", ["baseline", "distill"])
+@pytest.mark.parametrize("mode", [pytest.param("baseline", marks=pytest.mark.slow), "distill"])
 def test_distillation_students_train_on_ray_workers(local_ray, tmp_path, mode):
     import numpy as np
 

@@ -106,6 +106,22 @@ class DistillConfig(JobConfig):
     out: str = Field("runs/distill", description="output folder")
 
 
+class SelectConfig(JobConfig):
+    """``demoscope select``: GradEx data-source selection (the noisy-addition toy) on Ray Data and Ray Tune."""
+
+    clean_sources: int = Field(6, ge=1, description="toy: sources with correct answers")
+    noisy_sources: int = Field(4, ge=0, description="toy: sources with random answers")
+    samples_per_source: int = Field(16, ge=2, description="toy: samples per source")
+    project_dim: int = Field(200, ge=8, description="projected gradient dimension d")
+    n_subsets: int = Field(60, ge=2, description="random subsets for the ensemble scores (one Tune trial each)")
+    subset_size: float = Field(0.5, gt=0, description="sources per random subset (a fraction, or a count if >= 1)")
+    verify: int = Field(2, ge=0, description="random subsets fine-tuned for real, besides the selected one")
+    fine_tune_steps: int = Field(40, ge=1, description="steps of each real fine-tune")
+    max_concurrent_trials: int = Field(2, ge=1, description="subset trials at once")
+    seed: int = Field(0, description="seed of the toy, the projection and the subsets")
+    out: str = Field("runs/select", description="output folder")
+
+
 class SweepConfig(JobConfig):
     """``demoscope sweep``: a Ray Tune search over a training job's settings, one Ray Train run per trial."""
 

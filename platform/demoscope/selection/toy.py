@@ -297,3 +297,53 @@ def _run_toy(settings: ToySettings, out_dir: str | Path | None) -> ToyResult:
     base_loss = validation_loss(model, val_batches["addition"])
     timings["total_s"] = time.perf_counter() - clock
     return ToyResult(ensemble.scores, noisy, ensemble, base_loss, error, timings)
+
+
+@dataclass
+class ToyWorld:
+    """The toy's meta-trained model, its sources and validation data: what a selection job distributes."""
+
+    model: torch.nn.Module
+    sources: dict[str, list]
+    noisy: list[str]
+    val_batches: dict[str, list]
+    names: list[str]
+    projection: RademacherProjection
+    settings: ToySettings
+
+    def examples(self, subset: Sequence[str]) -> list:
+        """The training examples of the sources in ``subset``."""
+        return [ex for name in subset for ex in self.sources[name]]
+
+
+def build_world(settings: ToySettings = ToySettings()) -> ToyWorld:
+    """Pre-train the character GPT-2, meta-train its LoRA adapter on all sources, and set up the projection."""
+    from demoscope.training.lora import LoraSettings, apply_lora
+
+    rng = np.random.default_rng(settings.seed)
+    sources, noisy = make_sources(settings, rng)
+    pretrain = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.pretrain_examples)]
+    val = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.val_examples)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        model = build_model(settings.hidden_size, settings.num_layers, settings.num_heads, settings.seed)
+        train(model, pretrain, settings.pretrain_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            model = apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0,
+                                                   target_modules=GPT2_TARGETS))
+        union = [ex for examples in sources.values() for ex in examples]
+        train(model, union, settings.meta_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed + 1)
+    names = gradient_parameter_names(model)
+    projection = RademacherProjection(gradient_dim(model, names), settings.project_dim, seed=settings.seed)
+    return ToyWorld(model, sources, noisy, {"addition": batches(val, settings.batch_size)}, names, projection, settings)
+
+
+def fine_tune_loss(world: ToyWorld, subset: Sequence[str], steps: int, lr: float = 5e-3) -> float:
+    """The real thing the estimate stands for: fine-tune a copy of the meta-trained adapter on ``subset``; val loss."""
+    import copy
+
+    model = copy.deepcopy(world.model)
+    train(model, world.examples(subset), steps, lr=lr, batch_size=world.settings.batch_size, seed=world.settings.seed + 2)
+    return validation_loss(model, world.val_batches["addition"])

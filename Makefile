@@ -39,6 +39,7 @@ bench: install
 	$(PY) bench/evaluate.py
 	$(PY) bench/serve.py
 	$(PY) bench/dpo.py
+	$(PY) bench/gradients.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

@@ -38,3 +38,23 @@ def test_every_61_group_has_a_steering_prompt_option():
     prompts = json.loads((resources.files("demoscope.surveys") / "data/subpop/steering_prompts.json").read_text())
     options = {(p["attribute"], o) for p in prompts for o in ast.literal_eval(p["options"])}
     assert {(s.attribute, s.group) for s in load_subpopulations("61")} <= options
+
+
+def test_the_library_never_imports_ray():
+    """Pure algorithms stay testable without a cluster: Ray belongs to pipelines/, tune/ and serve/."""
+    import re
+
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "platform" / "demoscope").rglob("*.py")
+                 if re.search(r"^\s*(import ray|from ray)\b", p.read_text(), re.MULTILINE)]
+    assert offenders == []
+
+
+def test_every_cli_job_has_a_module_with_a_job_and_help():
+    import importlib
+
+    from demoscope.cli import JOBS, SUMMARIES
+
+    assert set(JOBS) == set(SUMMARIES)
+    for name, module in JOBS.items():
+        job = importlib.import_module(module if "." in module else f"demoscope.pipelines.{module}").JOB
+        assert job.name == name and "example" in job.description

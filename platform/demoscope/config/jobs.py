@@ -122,6 +122,24 @@ class SelectConfig(JobConfig):
     out: str = Field("runs/select", description="output folder")
 
 
+class OpinionDistillConfig(JobConfig):
+    """``demoscope distill-opinions``: fit a small student to a teacher's option distributions; who moves where."""
+
+    train_file: str = Field(..., description="prepared opinion split the teacher answers and the student learns from")
+    val_file: str | None = Field(None, description="prepared validation split (also relabelled by the teacher)")
+    test_file: str = Field(..., description="prepared split both are evaluated on against the humans")
+    teacher: str = Field("tiny:llama", description="teacher model (id, path, tiny:...)")
+    teacher_adapter: str | None = Field(None, description="the teacher's LoRA adapter (e.g. a SubPOP-tuned one)")
+    student: str = Field("tiny:llama", description="student model (id, path, tiny:...)")
+    epochs: int = Field(3, ge=1, description="student epochs")
+    lr: float = Field(3e-3, gt=0, description="student learning rate")
+    batch_size: int = Field(32, ge=1, description="student batch size per worker")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers for the student")
+    use_gpu: bool = Field(False, description="GPUs for teacher scoring and the student")
+    n_boot: int = Field(200, ge=10, description="bootstrap resamples of the evaluation")
+    out: str = Field("runs/distill-opinions", description="output folder")
+
+
 class SweepConfig(JobConfig):
     """``demoscope sweep``: a Ray Tune search over a training job's settings, one Ray Train run per trial."""
 

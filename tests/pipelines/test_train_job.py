@@ -146,15 +146,16 @@ def test_fsdp_trainer_arguments_make_a_valid_fsdp2_config(tmp_path):
 
     from demoscope.models import load_causal_lm
     from demoscope.models.names import resolve_model
+    from demoscope.pipelines.train_preference import trainer_arguments
 
     model, _ = load_causal_lm(resolve_model("tiny:llama"), device="cpu")
-    extra = train_job.trainer_arguments(_preference_config(tmp_path, strategy="fsdp", gradient_checkpointing=True), model)
+    extra = trainer_arguments(_preference_config(tmp_path, strategy="fsdp", gradient_checkpointing=True), model)
     assert "gradient_checkpointing" not in extra  # FSDP checkpoints activations itself
     args = DPOConfig(output_dir=str(tmp_path / "t"), use_cpu=True, bf16=False, report_to="none", **extra)
     plugin = args.fsdp_plugin_args
     assert plugin["fsdp_version"] == 2 and plugin["transformer_cls_names_to_wrap"] == "LlamaDecoderLayer"
     assert plugin["activation_checkpointing"] is True and plugin["reshard_after_forward"] is True
-    ddp = train_job.trainer_arguments(_preference_config(tmp_path, gradient_checkpointing=True), model)
+    ddp = trainer_arguments(_preference_config(tmp_path, gradient_checkpointing=True), model)
     assert "fsdp" not in ddp and ddp["gradient_checkpointing"] is True
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from demoscope.config import SelectConfig, save_config
+from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
@@ -32,14 +33,18 @@ of a meta-trained LoRA adapter, instead of fine-tuning once per subset:
    --verify random subsets (Ray tasks), estimated vs real loss (relative
    error) and the speed-up of an estimate over a fine-tune.
 
-The task here is the reference's CPU-sized toy: a 2-layer GPT-2 on 5-digit
+--task toy is the reference's CPU-sized toy: a 2-layer GPT-2 on 5-digit
 addition, sources = groups of samples, some with noisy labels; clean groups
-must rank above noisy ones.
+must rank above noisy ones. --task subpop asks which survey waves of a
+prepared split (GSS questions form one source) to fine-tune on, for the loss
+on --val-file (each row's target: its group's modal answer letter).
 
 writes  OUT/gradients/ (shards + meta.json), OUT/scores.csv, OUT/trials.csv,
         OUT/greedy.csv, OUT/verification.csv, OUT/scores.png, OUT/report.md
 
 example demoscope select --n-subsets 60 --verify 2 --out runs/select
+        demoscope select --task subpop --train-file runs/demo/prepare/opnqa_QA_train.parquet \\
+            --val-file runs/demo/prepare/opnqa_QA_val.parquet --adapter runs/demo/train/adapter --n-subsets 8
 """
 
 
@@ -114,9 +119,21 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     console = Console(soft_wrap=True)
     settings = ToySettings(clean_sources=config.clean_sources, noisy_sources=config.noisy_sources,
                            samples_per_source=config.samples_per_source, project_dim=config.project_dim,
-                           n_subsets=config.n_subsets, seed=config.seed)
-    with console.status("pre-training the toy model and meta-training its LoRA adapter"):
-        world = build_world(settings)
+                           n_subsets=config.n_subsets, seed=config.seed, meta_steps=config.meta_steps)
+    if config.task == "subpop":
+        from demoscope.selection.opinion_sources import build_opinion_world
+        from demoscope.training.opinion_data import read_prepared
+
+        if not config.train_file or not config.val_file:
+            raise ConfigError("--task subpop needs --train-file and --val-file (prepared splits)")
+        with console.status("loading the model and its meta-trained adapter; one source per wave"):
+            world = build_opinion_world(read_prepared(config.train_file), read_prepared(config.val_file), config.model,
+                                        config.adapter, settings)
+        if len(world.sources) < 2:
+            raise ConfigError(f"{config.train_file} has {len(world.sources)} wave(s); selection needs at least 2")
+    else:
+        with console.status("pre-training the toy model and meta-training its LoRA adapter"):
+            world = build_world(settings)
     ray = init_ray(address, verbose)
     import ray.data
 
@@ -148,7 +165,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     clean, noisy = table[~table.noisy].score, table[table.noisy].score
     separation = float(np.mean([[c < n for n in noisy] for c in clean])) if len(noisy) and len(clean) else float("nan")
     console.print(table.to_string(index=False))
-    console.print(f"clean sources score better than noisy ones in {separation:.0%} of pairs")
+    if world.noisy:
+        console.print(f"clean sources score better than noisy ones in {separation:.0%} of pairs")
 
     console.rule("3. greedy forward selection (each round's candidates as Ray Tune trials)")
     selected, best, history = [], float("inf"), []
@@ -208,14 +226,18 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
 def _report(config, out: Path, table, separation: float, selected, best, verification) -> None:
     from demoscope.reports import markdown_table
 
+    task = (f"the noisy 5-digit-addition toy ({config.clean_sources} clean + {config.noisy_sources} noisy sources of "
+            f"{config.samples_per_source} samples)" if config.task == "toy" else
+            f"survey waves of `{config.train_file}` (model `{config.model}`), validated on `{config.val_file}`")
+    noisy = (f"Clean sources score better than noisy ones in **{separation:.0%}** of (clean, noisy) pairs."
+             if config.task == "toy" else "Lower scores: waves whose inclusion is estimated to help most.")
     text = f"""# Data-source selection (GradEx, first-order estimates)
 
-Task: the noisy 5-digit-addition toy ({config.clean_sources} clean + {config.noisy_sources} noisy sources of
-{config.samples_per_source} samples); projection d={config.project_dim}; {config.n_subsets} random subsets.
+Task: {task}; projection d={config.project_dim}; {config.n_subsets} random subsets.
 
 ## Random-ensemble scores (green clean, red noisy)
 
-Clean sources score better than noisy ones in **{separation:.0%}** of (clean, noisy) pairs.
+{noisy}
 
 ![scores](scores.png)
 

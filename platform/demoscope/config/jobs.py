@@ -107,7 +107,14 @@ class DistillConfig(JobConfig):
 
 
 class SelectConfig(JobConfig):
-    """``demoscope select``: GradEx data-source selection (the noisy-addition toy) on Ray Data and Ray Tune."""
+    """``demoscope select``: GradEx data-source selection (the noisy-addition toy, or survey waves) on Ray."""
+
+    task: Literal["toy", "subpop"] = Field("toy", description="toy: noisy addition; subpop: waves of a prepared split")
+    train_file: str | None = Field(None, description="subpop: prepared training split (sources = its waves)")
+    val_file: str | None = Field(None, description="subpop: prepared split whose loss the selection minimises")
+    model: str = Field("tiny:llama", description="subpop: the model (id, path, tiny:llama)")
+    adapter: str | None = Field(None, description="subpop: meta-trained LoRA adapter (default: meta-train one briefly)")
+    meta_steps: int = Field(100, ge=1, description="steps of meta-training when no adapter is given")
 
     clean_sources: int = Field(6, ge=1, description="toy: sources with correct answers")
     noisy_sources: int = Field(4, ge=0, description="toy: sources with random answers")

@@ -300,8 +300,13 @@ def _run_toy(settings: ToySettings, out_dir: str | Path | None) -> ToyResult:
 
 
 @dataclass
-class ToyWorld:
-    """The toy's meta-trained model, its sources and validation data: what a selection job distributes."""
+class SelectionWorld:
+    """A meta-trained model, its sources and validation data: what a selection job distributes.
+
+    The toy builds one (:func:`build_world`); so does
+    :func:`demoscope.selection.opinion_sources.build_opinion_world` for survey waves.
+    ``settings`` supplies ``batch_size``, ``clamp``, ``C``, ``scale`` and ``seed``.
+    """
 
     model: torch.nn.Module
     sources: dict[str, list]
@@ -316,7 +321,7 @@ class ToyWorld:
         return [ex for name in subset for ex in self.sources[name]]
 
 
-def build_world(settings: ToySettings = ToySettings()) -> ToyWorld:
+def build_world(settings: ToySettings = ToySettings()) -> SelectionWorld:
     """Pre-train the character GPT-2, meta-train its LoRA adapter on all sources, and set up the projection."""
     from demoscope.training.lora import LoraSettings, apply_lora
 
@@ -337,13 +342,13 @@ def build_world(settings: ToySettings = ToySettings()) -> ToyWorld:
         train(model, union, settings.meta_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed + 1)
     names = gradient_parameter_names(model)
     projection = RademacherProjection(gradient_dim(model, names), settings.project_dim, seed=settings.seed)
-    return ToyWorld(model, sources, noisy, {"addition": batches(val, settings.batch_size)}, names, projection, settings)
+    return SelectionWorld(model, sources, noisy, {"addition": batches(val, settings.batch_size)}, names, projection, settings)
 
 
-def fine_tune_loss(world: ToyWorld, subset: Sequence[str], steps: int, lr: float = 5e-3) -> float:
+def fine_tune_loss(world: SelectionWorld, subset: Sequence[str], steps: int, lr: float = 5e-3) -> float:
     """The real thing the estimate stands for: fine-tune a copy of the meta-trained adapter on ``subset``; val loss."""
     import copy
 
     model = copy.deepcopy(world.model)
     train(model, world.examples(subset), steps, lr=lr, batch_size=world.settings.batch_size, seed=world.settings.seed + 2)
-    return validation_loss(model, world.val_batches["addition"])
+    return validation_loss(model, [b for group in world.val_batches.values() for b in group])

@@ -34,7 +34,7 @@ SUMMARIES = {
     "synth-survey": "write a seeded synthetic survey world (ATP .sav waves + a GSS .dta)",
     "prepare": "distributions -> steered fine-tuning CSVs (SubPOP format), split by question",
     "survey-pairs": "DPO pairs from surveys: prefer what some groups answer (e.g. Democrats) over others",
-    "train": "LoRA fine-tuning on Ray Train (opinion-kl / opinion-wd), DDP or FSDP, resumable",
+    "train": "training on Ray Train: LoRA opinion-kl/wd, dpo/sft (TRL), distill students; DDP or FSDP, resumable",
     "select": "which data sources to fine-tune on: GradEx first-order estimates, subsets as Ray Tune trials",
     "sweep": "hyperparameter sweeps of a training job on Ray Tune (grid, random, ASHA); best config exported",
     "evaluate": "score a model on a test set with Ray Data; Wasserstein report with baselines",
@@ -50,7 +50,8 @@ SUMMARIES = {
 DESCRIPTION = """\
 Demoscope measures, steers and audits what language models believe people think.
 
-Every job also runs as `python -m demoscope.pipelines.<job>` (for `ray job submit`).
+Every job also runs as a module (for `ray job submit`): `python -m demoscope.pipelines.<job>`,
+`python -m demoscope.tune.sweep|select`, `python -m demoscope.serve.run`.
 Run `demoscope <job> --help` for what a job reads, writes, and an example.
 """
 

@@ -69,16 +69,6 @@ class SoftLabelActor:
         return pd.DataFrame({"text": batch["text"], "label": batch["label"], "label_0": probs[:, 0], "label_1": probs[:, 1]})
 
 
-def _is_causal(teacher: str) -> bool:
-    from demoscope.distill.systems import _architectures
-    from demoscope.models.names import resolve_model
-
-    path = resolve_model(teacher)
-    if (Path(path) / "student.json").is_file():
-        return False
-    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in _architectures(path))
-
-
 def _data(config: DistillConfig, out: Path) -> tuple[Path, Path | None, Path | None]:
     """(student train, test, teacher train) files; synthetic ones are written under OUT/data."""
     from demoscope.bias import synthetic_sentiment
@@ -137,7 +127,10 @@ def run(config: DistillConfig, address: str | None = None, verbose: bool = False
         teacher = str(_train(config, teacher_file, out / "teacher", "cnn", "baseline", address, verbose))
 
     console.rule("1. teacher soft labels (Ray Data)")
-    causal = _is_causal(teacher)
+    from demoscope.distill.systems import is_causal_lm
+    from demoscope.models.names import resolve_model
+
+    causal = is_causal_lm(resolve_model(teacher))
     frame = train[["text", "label"]].copy()
     if causal:
         from demoscope.distill import few_shot_prompt, pick_examples

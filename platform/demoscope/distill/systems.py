@@ -41,15 +41,23 @@ def load_system(path: str, positive: int = 1, batch_size: int = 64) -> Scorer:
         student = load_student(folder)
         # One fixed batch width: a BoW student's mean includes its pads.
         return lambda texts: positive_probability(student, list(texts), batch_size=batch_size)
-    architectures = _architectures(resolved)
-    if any(a.endswith("ForSequenceClassification") for a in architectures):
+    names = architectures(resolved)
+    if any(a.endswith("ForSequenceClassification") for a in names):
         return _classifier(resolved, positive, batch_size)
-    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures):
+    if is_causal_lm(resolved):
         return _few_shot(resolved, batch_size)
-    raise ModelError(f"{path}: not a saved student, a sequence classifier or a causal LM (architectures {architectures})")
+    raise ModelError(f"{path}: not a saved student, a sequence classifier or a causal LM (architectures {names})")
 
 
-def _architectures(name: str) -> list[str]:
+def is_causal_lm(name: str) -> bool:
+    """Whether the model folder or id is a causal LM (asked with a few-shot prompt, not read as a classifier)."""
+    if (Path(name) / "student.json").is_file():
+        return False
+    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in architectures(name))
+
+
+def architectures(name: str) -> list[str]:
+    """The ``architectures`` of a model folder's or id's config (offline: local folders and cached ids)."""
     local = Path(name) / "config.json"
     if local.is_file():
         return json.loads(local.read_text()).get("architectures") or []

@@ -15,6 +15,7 @@ from demoscope.config import AuditConfig, save_config
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.pipelines.command import Job, main_for
+from demoscope.reports.plots import save_figure
 
 DESCRIPTION = """\
 Audit political bias, before and after tuning, with no network access:
@@ -117,8 +118,7 @@ def _plot_agreement(table: pd.DataFrame, path: Path) -> None:
     ax.set_xlabel("share of statements")
     ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 JOB = Job(name="audit", description=DESCRIPTION, config=AuditConfig, run=run)

@@ -58,16 +58,8 @@ class GenerationActor:
         self.methods = [DecodingMethod.parse(m) for m in config.methods]
         self.params = SamplingParams(temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
                                      max_new_tokens=config.max_new_tokens, seed=config.seed)
-        backend = choose_backend(config.backend, config.use_gpu)
-        if backend == "vllm":
-            from demoscope.decoding import VLLMChunkSampler
-
-            self.large = VLLMChunkSampler.create(resolve_model(config.model))
-        else:
-            from demoscope.models import load_causal_lm
-
-            self.large = load_causal_lm(resolve_model(config.model))
-        self.guide = _guide(config)
+        self.large, self.guide = load_models(config.model, config.tuned, config.tuned_adapter, config.untuned,
+                                             config.small_template, choose_backend(config.backend, config.use_gpu))
         self.reward = load_reward_model(resolve_model(config.reward_model)) if config.reward_model else None
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -94,21 +86,31 @@ def _label(value: str) -> int | str:
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def _guide(config: GenerateConfig):
-    """The small tuned/untuned pair: one PEFT model with its adapter on/off, or two models."""
+def load_models(model: str, tuned: str | None, tuned_adapter: str | None, untuned: str | None,
+                small_template: str = "{raw_prompt}", backend: str = "transformers"):
+    """(large, guide): the large model (a vLLM chunk sampler, or a Transformers (model, tokenizer) pair)
+    and the small tuned/untuned pair (one PEFT model with its adapter on/off, or two models; None without ``tuned``).
+
+    Shared by the generation actors and the Serve deployment.
+    """
     from demoscope.decoding import Guide, SmallModel
     from demoscope.models import load_causal_lm
     from demoscope.models.names import resolve_model
 
-    if config.tuned is None:
-        return None
-    if config.tuned_adapter and (config.untuned is None or config.untuned == config.tuned):
-        model, tokenizer = load_causal_lm(resolve_model(config.tuned), adapters={"tuned": config.tuned_adapter})
-        return Guide.from_adapter(model, "tuned", tokenizer, config.small_template)
-    tuned, tuned_tok = load_causal_lm(resolve_model(config.tuned),
-                                      adapters={"tuned": config.tuned_adapter} if config.tuned_adapter else None)
-    untuned, untuned_tok = load_causal_lm(resolve_model(config.untuned))
-    return Guide(SmallModel(tuned, tuned_tok, config.small_template), SmallModel(untuned, untuned_tok, config.small_template))
+    if backend == "vllm":
+        from demoscope.decoding import VLLMChunkSampler
+
+        large = VLLMChunkSampler.create(resolve_model(model))
+    else:
+        large = load_causal_lm(resolve_model(model))
+    if tuned is None:
+        return large, None
+    if tuned_adapter and untuned in (None, tuned):
+        small, tokenizer = load_causal_lm(resolve_model(tuned), adapters={"tuned": tuned_adapter})
+        return large, Guide.from_adapter(small, "tuned", tokenizer, small_template)
+    tuned_lm, tuned_tok = load_causal_lm(resolve_model(tuned), adapters={"tuned": tuned_adapter} if tuned_adapter else None)
+    untuned_lm, untuned_tok = load_causal_lm(resolve_model(untuned))
+    return large, Guide(SmallModel(tuned_lm, tuned_tok, small_template), SmallModel(untuned_lm, untuned_tok, small_template))
 
 
 def check(config: GenerateConfig) -> None:
@@ -188,7 +190,10 @@ def report(config: GenerateConfig, out: Path) -> int:
     metrics = {"prompts": int(generations["prompt"].nunique()), "methods": summary.to_dict(orient="records")}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=float))
     if summary["gold_reward"].notna().any():
-        _plot(summary, out / "rewards.png")
+        from demoscope.reports import plot_bars
+
+        plot_bars(list(summary["method"]), summary["gold_reward"], out / "rewards.png", "mean gold reward (95% CI)",
+                  errors=[summary["gold_reward"] - summary["low"], summary["high"] - summary["gold_reward"]])
     example = generations.iloc[0]
     guide = "no guide" if config.tuned is None else (
         f"guided by `{config.tuned}` + adapter `{config.tuned_adapter}` against the adapter off" if config.tuned_adapter
@@ -212,22 +217,6 @@ Example ({example['method']}): `{example['prompt']}` -> `{example['response']}`
     console.print(summary.to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
     return 0
-
-
-def _plot(summary: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 * len(summary) + 2, 3.2))
-    err = [summary["gold_reward"] - summary["low"], summary["high"] - summary["gold_reward"]]
-    ax.bar(summary["method"], summary["gold_reward"], yerr=err, color="tab:blue", capsize=3)
-    ax.set_ylabel("mean gold reward (95% CI)")
-    ax.axhline(0, color="grey", linewidth=0.6)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 JOB = Job(name="generate", description=DESCRIPTION, config=GenerateConfig, run=run)

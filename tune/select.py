@@ -201,26 +201,15 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
                      "fine_tune_s": ended - began, "speedup": (ended - began) / max(estimate_s, 1e-9)})
     verification = pd.DataFrame(rows)
     atomic_write(out / "verification.csv", lambda tmp: verification.to_csv(tmp, index=False))
-    _plot(table, out / "scores.png")
+    from demoscope.reports import plot_bars
+
+    plot_bars(list(table["source"]), table["score"], out / "scores.png",
+              "random-ensemble score\n(estimated val loss, lower = better)",
+              colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
     _report(config, out, table, separation, selected, best, verification)
     console.print(verification[["check", "estimated_loss", "real_loss", "relative_error", "speedup"]].to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
     return 0
-
-
-def _plot(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(0.5 * len(table) + 2, 3.2))
-    ax.bar(table["source"], table["score"], color=["tab:red" if n else "tab:green" for n in table["noisy"]])
-    ax.set_ylabel("random-ensemble score\n(estimated val loss, lower = better)")
-    ax.tick_params(axis="x", rotation=60)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
 
 
 def _report(config, out: Path, table, separation: float, selected, best, verification) -> None:

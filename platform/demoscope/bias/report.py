@@ -18,7 +18,7 @@ from demoscope.bias.eec import generate_eec
 from demoscope.bias.statistics import GROUPS, bias_statistics, paired_differences
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
-from demoscope.reports import markdown_table
+from demoscope.reports import markdown_table, save_figure
 
 _SHORT = {"female": "F", "male": "M", "African-American": "AA", "European": "EA"}
 
@@ -107,9 +107,7 @@ def _plot(pairs: pd.DataFrame, stats: pd.DataFrame, comparison: str, systems: li
     left.invert_yaxis()
     fig.suptitle(f"{comparison.capitalize()} bias on the EEC ({a} vs {b})", fontsize=11)
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def write_bias_report(

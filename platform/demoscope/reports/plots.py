@@ -10,6 +10,32 @@ import pandas as pd
 from demoscope.io import atomic_write
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically (no half-written image if interrupted) and release it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        return atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def plot_bars(labels: list[str], values, path: str | Path, ylabel: str, errors=None, colors=None) -> Path:
+    """One bar per label (optional ``[low, high]`` error offsets and per-bar colours), e.g. a score per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(0.6 * len(labels) + 2.5, 3.4))
+    ax.bar(labels, values, yerr=errors, color=colors or "tab:blue", capsize=3)
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, color="grey", linewidth=0.6)
+    ax.tick_params(axis="x", rotation=45 if len(labels) > 5 else 0)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def plot_group_distributions(distributions: pd.DataFrame, qkeys: list[str], groups: list[str], path: str | Path) -> Path:
     """One panel per question: a stacked bar of answer shares for each group.
 
@@ -40,9 +66,7 @@ def plot_group_distributions(distributions: pd.DataFrame, qkeys: list[str], grou
         ax.tick_params(labelsize=8)
     fig.suptitle("Answer shares by group (weighted; refusals excluded)", fontsize=10)
     fig.tight_layout()
-    out = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def plot_group_wasserstein(per_group: pd.DataFrame, systems: list[str], path: str | Path) -> Path:
@@ -72,9 +96,7 @@ def plot_group_wasserstein(per_group: pd.DataFrame, systems: list[str], path: st
     ax.set_xlabel("mean Wasserstein distance to the humans (lower is better; 95% bootstrap CI)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    out = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def plot_wd_histogram(predictions: pd.DataFrame, systems: list[str], path: str | Path) -> Path:
@@ -93,6 +115,4 @@ def plot_wd_histogram(predictions: pd.DataFrame, systems: list[str], path: str |
     ax.set_ylabel("rows")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

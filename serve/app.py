@@ -117,23 +117,19 @@ class GenerationModel:
     """The large model (vLLM on GPU, else Transformers) and the small guide pair, for ``/v1/generate``."""
 
     def __init__(self, settings: dict):
-        from demoscope.config import GenerateConfig
-        from demoscope.pipelines.generate import GenerationActor
+        from demoscope.pipelines.generate import load_models
 
         config = ServeConfig.model_validate(settings)
         g = config.generation
-        # The generate job's actor builds the same models; reuse its wiring, not its Ray Data role.
-        self.actor = GenerationActor(GenerateConfig(
-            prompts="-", model=g.model or config.model, large_template=g.large_template, tuned=g.tuned,
-            tuned_adapter=g.tuned_adapter, untuned=g.untuned, small_template=g.small_template, methods=["base"],
-            backend=config.backend, use_gpu=config.use_gpu).model_dump(mode="json"))
+        self.large, self.guide = load_models(g.model or config.model, g.tuned, g.tuned_adapter, g.untuned,
+                                             g.small_template, choose_backend(config.backend, config.use_gpu))
         self.template = g.large_template
 
     async def generate(self, prompts: list[str], method: str, params: dict) -> list[dict]:
         from demoscope.decoding import SamplingParams, generate
 
         def work():
-            found = generate(method, prompts, self.actor.large, self.actor.guide, SamplingParams(**params), self.template)
+            found = generate(method, prompts, self.large, self.guide, SamplingParams(**params), self.template)
             return [{"prompt": g.prompt, "text": g.text, "guidance": g.guidance, "finish_reason": g.finish_reason,
                      "tokens": len(g.token_ids)} for g in found]
 

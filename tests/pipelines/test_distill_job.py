@@ -27,7 +27,7 @@ def test_planted_teacher_bias_transfers_to_the_distilled_student_only(local_ray,
     assert race.loc["teacher", "mean_delta"] < -0.05 and race.loc["teacher", "significant"]
     # ... the student trained on the (unbiased) hard labels did not, the distilled one inherited it.
     assert race.loc["bow-distilled", "mean_delta"] < -0.03 and race.loc["bow-distilled", "significant"]
-    assert race.loc["bow-distilled", "mean_delta"] < 3 * race.loc["bow-baseline", "mean_delta"] - 0.02
+    assert race.loc["bow-distilled", "mean_delta"] < race.loc["bow-baseline", "mean_delta"] - 0.02
     accuracy = pd.read_csv(out / "accuracy.csv").set_index("system")["test_accuracy"]
     assert (accuracy > 0.6).all()
     for name in ("report.md", "bias/gender_bias.png", "bias/race_bias.png", "students/bow-distilled/student/student.json"):

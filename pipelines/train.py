@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 from demoscope.config import save_config
 from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
-from demoscope.io import atomic_write_text
+from demoscope.io import atomic_dir, atomic_write_text
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
 from demoscope.pipelines.train_distill import distill_loop
@@ -85,7 +84,12 @@ def train_loop(cfg: dict) -> None:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()  # checkpointed blocks need inputs that require grad under LoRA
-    model = apply_lora(model, config.lora)
+    if config.init_adapter:  # continue from a trained adapter (e.g. GradEx's meta-trained one)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+    else:
+        model = apply_lora(model, config.lora)
     labels = label_token_ids(tokenizer)
 
     def loader(path: str, batch_size: int, shuffle: bool):
@@ -212,6 +216,10 @@ def resolve(config: TrainConfig) -> TrainConfig:
         hub_name = config.objective in ("dpo", "sft") and path.count("/") == 1 and not Path(path).suffix
         if not Path(path).exists() and not hub_name:
             raise ConfigError(f"training file {path} does not exist")
+    if config.init_adapter and config.objective not in ("opinion-kl", "opinion-wd"):
+        raise ConfigError(f"--init-adapter applies to the opinion objectives, not {config.objective}")
+    if config.init_adapter and not (Path(config.init_adapter) / "adapter_config.json").exists():
+        raise ConfigError(f"--init-adapter {config.init_adapter} is not a LoRA adapter folder (no adapter_config.json)")
     if config.objective in ("dpo", "sft") and config.strategy == "fsdp" and not config.use_gpu:
         raise ConfigError("--strategy fsdp for dpo/sft shards through accelerate, which supports FSDP only on GPUs; "
                           "on CPU workers use --strategy ddp (or --use-gpu on a GPU cluster)")
@@ -219,6 +227,7 @@ def resolve(config: TrainConfig) -> TrainConfig:
         "out": str(Path(config.out).resolve()),
         "train_file": str(Path(config.train_file).resolve()) if Path(config.train_file).exists() else config.train_file,
         "val_file": str(Path(config.val_file).resolve()) if config.val_file and Path(config.val_file).exists() else config.val_file,
+        "init_adapter": str(Path(config.init_adapter).resolve()) if config.init_adapter else None,
     })
 
 
@@ -290,21 +299,13 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
 
 
 def _replace_dir(source: Path, target: Path, keep: tuple[str, ...] | None = None) -> None:
-    """Copy a folder (or only the ``keep`` files of it) into place atomically: beside it, then rename over."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    if keep:
-        for name in keep:
-            shutil.copy2(source / name, staging / name)
-    else:
-        shutil.copytree(source, staging, dirs_exist_ok=True)
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, target)
+    """Copy a folder (or only the ``keep`` files of it) into place atomically."""
+    with atomic_dir(target) as staging:
+        if keep:
+            for name in keep:
+                shutil.copy2(source / name, staging / name)
+        else:
+            shutil.copytree(source, staging, dirs_exist_ok=True)
 
 
 JOB = Job(name="train", description=DESCRIPTION, config=TrainConfig, run=run)

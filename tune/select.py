@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,23 +30,33 @@ of a meta-trained LoRA adapter, instead of fine-tuning once per subset:
    back to the adapter, rescaled, validation loss) is a Ray Tune trial:
    M random subsets give each source a random-ensemble score; greedy forward
    selection adds the best source while the estimate improves;
-3. verification: real fine-tunes of the adapter on the chosen subset and on
-   --verify random subsets (Ray tasks), estimated vs real loss (relative
-   error) and the speed-up of an estimate over a fine-tune.
+3. verification: real fine-tunes on the chosen subset and on --verify
+   random subsets, estimated vs real loss (relative error, Spearman's rho)
+   and the speed-up of an estimate over a fine-tune.
 
 --task toy is the reference's CPU-sized toy: a 2-layer GPT-2 on 5-digit
 addition, sources = groups of samples, some with noisy labels; clean groups
-must rank above noisy ones. --task subpop asks which survey waves of a
-prepared split (GSS questions form one source) to fine-tune on, for the loss
-on --val-file (each row's target: its group's modal answer letter).
+must rank above noisy ones (its fine-tunes: the library loop as Ray tasks).
+--task subpop asks which survey waves (--sources wave; GSS questions form one
+source) or question topics (--sources topic, built-in taxonomy or --topics
+FILE) of a prepared split to fine-tune on, for the loss on --val-file,
+optionally narrowed to --target-groups and --target-questions. Each row's
+target is its group's modal answer letter; verification runs the Ray Train
+job (`demoscope train`) from the meta-trained adapter on each subset.
 
 writes  OUT/gradients/ (shards + meta.json), OUT/scores.csv, OUT/trials.csv,
-        OUT/greedy.csv, OUT/verification.csv, OUT/scores.png, OUT/report.md
+        OUT/greedy.csv, OUT/verification.csv, OUT/scores.png, OUT/report.md,
+        OUT/metrics.json; subpop also OUT/meta-adapter, OUT/verify/<check>/
 
 example demoscope select --n-subsets 60 --verify 2 --out runs/select
         demoscope select --task subpop --train-file runs/demo/prepare/opnqa_QA_train.parquet \\
             --val-file runs/demo/prepare/opnqa_QA_val.parquet --adapter runs/demo/train/adapter --n-subsets 8
+        demoscope select --task subpop --sources topic --target-groups POLPARTY=Democrat \
+            --train-file runs/demo/prepare/opnqa_QA_train.parquet --val-file runs/demo/prepare/opnqa_QA_val.parquet
 """
+
+VERIFICATION_COLUMNS = ["check", "subset", "estimated_loss", "real_loss", "relative_error", "real_option_kl",
+                        "estimate_s", "fine_tune_s", "speedup"]
 
 
 class GradientActor:
@@ -112,7 +123,7 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     from rich.console import Console
 
     from demoscope.selection.search import ensemble_scores, sample_subsets
-    from demoscope.selection.toy import ToySettings, build_world, fine_tune_loss
+    from demoscope.selection.toy import ToySettings, build_world
 
     out = Path(config.out).resolve()
     save_config(config, out / "config.yaml")
@@ -121,19 +132,11 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
                            samples_per_source=config.samples_per_source, project_dim=config.project_dim,
                            n_subsets=config.n_subsets, seed=config.seed, meta_steps=config.meta_steps)
     if config.task == "subpop":
-        from demoscope.selection.opinion_sources import build_opinion_world
-        from demoscope.training.opinion_data import read_prepared
-
-        if not config.train_file or not config.val_file:
-            raise ConfigError("--task subpop needs --train-file and --val-file (prepared splits)")
-        with console.status("loading the model and its meta-trained adapter; one source per wave"):
-            world = build_opinion_world(read_prepared(config.train_file), read_prepared(config.val_file), config.model,
-                                        config.adapter, settings)
-        if len(world.sources) < 2:
-            raise ConfigError(f"{config.train_file} has {len(world.sources)} wave(s); selection needs at least 2")
+        with console.status(f"loading the model and its meta-trained adapter; one source per {config.sources}"):
+            world, rows = _subpop_world(config, settings, out)
     else:
         with console.status("pre-training the toy model and meta-training its LoRA adapter"):
-            world = build_world(settings)
+            world, rows = build_world(settings), None
     ray = init_ray(address, verbose)
     import ray.data
 
@@ -160,11 +163,16 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     atomic_write(out / "trials.csv", lambda tmp: trials.assign(subset=trials.subset.map(",".join)).to_csv(tmp, index=False))
     scores = ensemble_scores(sources, trials["subset"].tolist(), trials["estimated_loss"].tolist())
     table = pd.DataFrame({"source": sources, "score": [scores[s] for s in sources],
+                          "samples": [len(world.sources[s]) for s in sources],
                           "noisy": [s in world.noisy for s in sources]}).sort_values("score").reset_index(drop=True)
     atomic_write(out / "scores.csv", lambda tmp: table.to_csv(tmp, index=False))
     clean, noisy = table[~table.noisy].score, table[table.noisy].score
     separation = float(np.mean([[c < n for n in noisy] for c in clean])) if len(noisy) and len(clean) else float("nan")
     console.print(table.to_string(index=False))
+    unscored = list(table.source[table.score.isna()])
+    if unscored:
+        console.print(f"[yellow]not scored (in every random subset or in none): {', '.join(unscored)}; "
+                      "raise --n-subsets[/]")
     if world.noisy:
         console.print(f"clean sources score better than noisy ones in {separation:.0%} of pairs")
 
@@ -182,11 +190,70 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     atomic_write(out / "greedy.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
     console.print(f"greedy selection: {', '.join(selected)} (estimated loss {best:.4f})")
 
-    console.rule("4. verification: real fine-tunes (Ray tasks) against the estimates")
     rng = np.random.default_rng(config.seed + 7)
     checks = {"selected": selected, **{f"random-{i}": [sources[j] for j in sorted(rng.choice(len(sources), len(selected) or 1, replace=False))]
                                        for i in range(config.verify)}}
-    fine_tune = ray.remote(num_cpus=1)(lambda w, s, steps: (time.perf_counter(), fine_tune_loss(w, s, steps), time.perf_counter()))
+    if config.task == "subpop":
+        console.rule("4. verification: the Ray Train job fine-tunes each subset, against the estimates")
+        verification = pd.DataFrame(_verify_with_train_job(config, world, root, checks, rows, out, console))
+    else:
+        console.rule("4. verification: real fine-tunes (Ray tasks) against the estimates")
+        verification = pd.DataFrame(_verify_toy(config, world, root, checks))
+    verification["relative_error"] = (verification.estimated_loss - verification.real_loss).abs() / verification.real_loss.abs()
+    verification["speedup"] = verification.fine_tune_s / verification.estimate_s.clip(lower=1e-9)
+    atomic_write(out / "verification.csv", lambda tmp: verification.to_csv(tmp, index=False))
+    from demoscope.reports import plot_bars
+
+    plot_bars(list(table["source"]), table["score"], out / "scores.png",
+              "random-ensemble score\n(estimated val loss, lower = better)",
+              colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
+    _report(config, out, table, separation, selected, best, verification)
+    console.print(verification[[c for c in VERIFICATION_COLUMNS if c in verification]].to_string(index=False))
+    console.print(f"report: {out / 'report.md'}")
+    return 0
+
+
+class SubpopRows(NamedTuple):
+    """The rows behind a subpop world: training rows, their source labels, and the target validation rows."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    labels: pd.Series
+
+
+def _subpop_world(config: SelectConfig, settings, out: Path):
+    """The world over a prepared split's waves or topics, validated on the target rows; saves a meta-trained adapter."""
+    from demoscope.selection.opinion_sources import build_opinion_world, source_labels, target_rows
+    from demoscope.training.opinion_data import read_prepared
+
+    if not config.train_file or not config.val_file:
+        raise ConfigError("--task subpop needs --train-file and --val-file (prepared splits)")
+    train = read_prepared(config.train_file)
+    val = target_rows(read_prepared(config.val_file), config.target_groups, config.target_questions)
+    labels = source_labels(train, config.sources, config.topics)
+    if labels.nunique() < 2:
+        raise ConfigError(f"{config.train_file} has {labels.nunique()} {config.sources}(s): {sorted(labels.unique())}; "
+                          "selection needs at least 2 sources")
+    world = build_opinion_world(train, val, config.model, config.adapter, settings, labels=labels)
+    if not config.adapter:  # the verification runs of the train job start from this adapter
+        from demoscope.io import atomic_dir
+
+        with atomic_dir(out / "meta-adapter") as tmp:
+            world.model.save_pretrained(tmp)
+    return world, SubpopRows(train, val, labels)
+
+
+def _verify_toy(config: SelectConfig, world, root: str, checks: dict[str, list[str]]) -> list[dict]:
+    """Real fine-tunes of the toy (Ray tasks running the library loop) next to the estimates."""
+    import ray
+
+    from demoscope.selection.toy import fine_tune_loss
+
+    def timed_fine_tune(w, subset, steps):
+        began = time.perf_counter()
+        return fine_tune_loss(w, subset, steps), time.perf_counter() - began
+
+    fine_tune = ray.remote(num_cpus=1)(timed_fine_tune)
     world_ref = ray.put(world)
     futures = {name: fine_tune.remote(world_ref, subset, config.fine_tune_steps) for name, subset in checks.items()}
     estimator = _estimator(world, root)
@@ -195,21 +262,71 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
         start = time.perf_counter()
         estimate = estimator(subset)
         estimate_s = time.perf_counter() - start
-        began, real, ended = ray.get(futures[name])
+        real, fine_tune_s = ray.get(futures[name])
         rows.append({"check": name, "subset": ",".join(subset), "estimated_loss": estimate, "real_loss": real,
-                     "relative_error": abs(estimate - real) / abs(real), "estimate_s": estimate_s,
-                     "fine_tune_s": ended - began, "speedup": (ended - began) / max(estimate_s, 1e-9)})
-    verification = pd.DataFrame(rows)
-    atomic_write(out / "verification.csv", lambda tmp: verification.to_csv(tmp, index=False))
-    from demoscope.reports import plot_bars
+                     "estimate_s": estimate_s, "fine_tune_s": fine_tune_s})
+    return rows
 
-    plot_bars(list(table["source"]), table["score"], out / "scores.png",
-              "random-ensemble score\n(estimated val loss, lower = better)",
-              colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
-    _report(config, out, table, separation, selected, best, verification)
-    console.print(verification[["check", "estimated_loss", "real_loss", "relative_error", "speedup"]].to_string(index=False))
-    console.print(f"report: {out / 'report.md'}")
-    return 0
+
+def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[str, list[str]], rows: SubpopRows,
+                           out: Path, console) -> list[dict]:
+    """Fine-tune each subset with ``demoscope train`` (Ray Train), from the meta-trained adapter; real val loss.
+
+    Each run trains on the subset's rows with their modal answer as a one-hot
+    target (what the estimates model), starts from the adapter the gradients
+    were taken at, and keeps its best epoch by the target rows' loss. Its
+    adapter is scored with the estimator's own validation loss (``real_loss``);
+    ``real_option_kl`` is the train job's own measure on the same rows (KL
+    over the option letters only).
+    """
+    from demoscope.config.train import TrainConfig
+    from demoscope.models import load_causal_lm
+    from demoscope.models.names import resolve_model
+    from demoscope.pipelines import train as train_job
+    from demoscope.selection.first_order import validation_loss
+    from demoscope.selection.opinion_sources import modal_targets
+
+    adapter = config.adapter or str(out / "meta-adapter")
+    val_split = atomic_write(out / "verify" / "val.parquet", lambda tmp: modal_targets(rows.val).to_parquet(tmp, index=False))
+    val_batches = [b for group in world.val_batches.values() for b in group]
+    estimator = _estimator(world, root)
+    results = []
+    for name, subset in checks.items():
+        folder = out / "verify" / name
+        members = rows.labels.isin(subset)
+        split = atomic_write(folder / "train.parquet", lambda tmp: modal_targets(rows.train[members]).to_parquet(tmp, index=False))
+        start = time.perf_counter()
+        estimate = estimator(subset)
+        estimate_s = time.perf_counter() - start
+        run_config = TrainConfig(
+            objective="opinion-kl", model=config.model, init_adapter=adapter, train_file=str(split),
+            val_file=str(val_split), epochs=config.verify_epochs, lr=config.verify_lr, gamma=1.0,
+            batch_size=world.settings.batch_size, num_workers=config.verify_workers, seed=config.seed,
+            out=str(folder), progress=False,
+        )
+        console.print(f"{name}: demoscope train on {', '.join(subset)} ({int(members.sum())} rows)")
+        start = time.perf_counter()
+        train_job.run(run_config)
+        fine_tune_s = time.perf_counter() - start
+        model, _ = load_causal_lm(resolve_model(config.model), adapters={"verified": str(folder / "adapter")})
+        best = json.loads((folder / "metrics.json").read_text())["best"]
+        results.append({"check": name, "subset": ",".join(subset), "estimated_loss": estimate,
+                        "real_loss": validation_loss(model, val_batches), "real_option_kl": best["val_kl"],
+                        "estimate_s": estimate_s, "fine_tune_s": fine_tune_s})
+    return results
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None  # strict JSON has no NaN
+
+
+def rank_agreement(verification: pd.DataFrame) -> float:
+    """Spearman's rho of estimated vs real losses over the verified subsets (NaN below 3 subsets or with ties only)."""
+    if len(verification) < 3:
+        return float("nan")
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(verification.estimated_loss, verification.real_loss).statistic)
 
 
 def _report(config, out: Path, table, separation: float, selected, best, verification) -> None:
@@ -217,9 +334,17 @@ def _report(config, out: Path, table, separation: float, selected, best, verific
 
     task = (f"the noisy 5-digit-addition toy ({config.clean_sources} clean + {config.noisy_sources} noisy sources of "
             f"{config.samples_per_source} samples)" if config.task == "toy" else
-            f"survey waves of `{config.train_file}` (model `{config.model}`), validated on `{config.val_file}`")
+            f"survey {config.sources}s of `{config.train_file}` (model `{config.model}`), validated on `{config.val_file}`"
+            + (f" (groups {', '.join(config.target_groups)})" if config.target_groups else "")
+            + (f" (questions {', '.join(config.target_questions)})" if config.target_questions else ""))
+    fine_tunes = (f"{config.fine_tune_steps} steps of the library loop, as Ray tasks" if config.task == "toy" else
+                  f"`demoscope train` on Ray Train, {config.verify_epochs} epochs at lr {config.verify_lr:g}, "
+                  "from the meta-trained adapter")
+    rho = rank_agreement(verification)
+    spearman = (f"Spearman rank correlation of estimated and real losses over the {len(verification)} subsets: "
+                f"**{rho:.2f}**." if np.isfinite(rho) else "")
     noisy = (f"Clean sources score better than noisy ones in **{separation:.0%}** of (clean, noisy) pairs."
-             if config.task == "toy" else "Lower scores: waves whose inclusion is estimated to help most.")
+             if config.task == "toy" else f"Lower scores: {config.sources}s whose inclusion is estimated to help most.")
     text = f"""# Data-source selection (GradEx, first-order estimates)
 
 Task: {task}; projection d={config.project_dim}; {config.n_subsets} random subsets.
@@ -236,12 +361,14 @@ Task: {task}; projection d={config.project_dim}; {config.n_subsets} random subse
 
 Selected {len(selected)} sources: {', '.join(selected)} (estimated loss {best:.4f}); see `greedy.csv`.
 
-## Estimated vs real fine-tunes ({config.fine_tune_steps} steps)
+## Estimated vs real fine-tunes ({fine_tunes})
 
-{markdown_table(verification[['check', 'estimated_loss', 'real_loss', 'relative_error', 'estimate_s', 'fine_tune_s', 'speedup']])}
+{spearman}
+
+{markdown_table(verification[[c for c in VERIFICATION_COLUMNS if c in verification]])}
 """
     atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "metrics.json", json.dumps({"separation": separation, "selected": selected,
+    atomic_write_text(out / "metrics.json", json.dumps({"separation": _finite(separation), "selected": selected, "spearman": _finite(rho),
                                                         "verification": verification.to_dict(orient="records")}, indent=2))
 
 

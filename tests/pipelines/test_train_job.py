@@ -40,6 +40,29 @@ def test_ddp_training_writes_best_adapter_metrics_and_tensorboard(local_ray, pre
     assert (out / "config.yaml").exists()
 
 
+def test_training_continues_from_an_init_adapter(local_ray, prepared, random_adapter, tmp_path):
+    """--init-adapter starts from a trained adapter (GradEx verifies from its meta-trained one), not a fresh one."""
+    out = tmp_path / "continued"
+    assert train_job.run(config(prepared, out, init_adapter=str(random_adapter), epochs=1, lr=1e-6, num_workers=1)) == 0
+    start, end = adapter_weights(random_adapter), adapter_weights(out / "adapter")
+    assert start.keys() == end.keys()
+    for name, weight in start.items():  # a fresh adapter has B = 0; a 1e-6 step barely moves the given one
+        assert torch.allclose(end[name], weight, atol=1e-4), name
+    assert any("lora_B" in k and w.abs().max() > 0.1 for k, w in end.items())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"objective": "dpo"}, "applies to the opinion objectives"),
+    ({"init_adapter": "nowhere"}, "not a LoRA adapter folder"),
+])
+def test_bad_init_adapter_is_refused_before_ray_starts(prepared, tmp_path, overrides, message):
+    from demoscope.errors import ConfigError
+
+    settings = {"init_adapter": str(tmp_path), **overrides}
+    with pytest.raises(ConfigError, match=message):
+        train_job.resolve(config(prepared, tmp_path / "out", **settings))
+
+
 @pytest.mark.slow  # restart-resume is covered by the killed-worker test in the default run
 def test_rerun_with_more_epochs_resumes_from_the_last_checkpoint(local_ray, prepared, tmp_path):
     out = tmp_path / "resume"

@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from demoscope.config import SelectConfig
 from demoscope.selection import storage
@@ -29,3 +30,42 @@ def test_toy_selection_ranks_clean_sources_first_and_verifies_against_real_fine_
     assert (verification["speedup"] > 1).all()  # an estimate is cheaper than a fine-tune
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["separation"] == 1.0 and (out / "scores.png").exists() and (out / "report.md").exists()
+
+
+@pytest.mark.slow  # about 2 minutes: Tune experiments per greedy round, then two runs of the train job
+def test_subpop_topics_are_selected_for_target_groups_and_verified_with_the_train_job(local_ray, prepared, tmp_path):
+    from demoscope.selection.opinion_sources import source_labels
+    from demoscope.training.opinion_data import read_prepared
+
+    out = tmp_path / "topics"
+    train = read_prepared(prepared["train"])
+    # The fixture's one wave is all about guns: give its questions three topics of our own (a CSV topics file).
+    qkeys = sorted(train.qkey.unique())
+    topics_file = tmp_path / "topics.csv"
+    pd.DataFrame({"qkey": qkeys, "topic": [f"topic-{i % 3}" for i in range(len(qkeys))]}).to_csv(topics_file, index=False)
+    config = SelectConfig(task="subpop", sources="topic", topics=str(topics_file), train_file=str(prepared["train"]),
+                          val_file=str(prepared["val"]), target_groups=["POLPARTY=Democrat", "Republican"], meta_steps=5,
+                          project_dim=32, n_subsets=6, verify=2, verify_epochs=1, out=str(out))
+    assert select_job.run(config) == 0
+    labels = source_labels(train, "topic", str(topics_file))
+    topics = sorted(labels.unique())
+    assert sorted(storage.list_sources(out / "gradients")) == topics
+    scores = pd.read_csv(out / "scores.csv")
+    assert sorted(scores.source) == topics == ["topic-0", "topic-1", "topic-2"] and scores.samples.sum() == len(train)
+    verification = pd.read_csv(out / "verification.csv").set_index("check")
+    assert list(verification.index) == ["selected", "random-0", "random-1"]
+    selected = verification.loc["selected", "subset"].split(",")
+    assert selected == json.loads((out / "metrics.json").read_text())["selected"]
+    # Each check is a real run of the train job from the meta-trained adapter, on exactly its subset's rows.
+    for check, subset in verification["subset"].items():
+        rows = pd.read_parquet(out / "verify" / check / "train.parquet")
+        assert set(source_labels(rows, "topic", str(topics_file))) == set(subset.split(","))
+        assert all(sorted(d) == [0.0] * (len(d) - 1) + [1.0] for d in rows.output_dist)  # one-hot modal targets
+        assert (out / "verify" / check / "adapter" / "adapter_model.safetensors").exists()
+        run = yaml.safe_load((out / "verify" / check / "config.yaml").read_text())
+        assert run["init_adapter"] == str(out / "meta-adapter") and run["objective"] == "opinion-kl"
+    val = pd.read_parquet(out / "verify" / "val.parquet")
+    assert set(val.group) == {"Democrat", "Republican"}
+    assert (verification[["estimated_loss", "real_loss", "real_option_kl"]] > 0).all().all()
+    assert (verification["speedup"] > 1).all()
+    assert "Spearman" in (out / "report.md").read_text()

@@ -109,12 +109,22 @@ class DistillConfig(JobConfig):
 class SelectConfig(JobConfig):
     """``demoscope select``: GradEx data-source selection (the noisy-addition toy, or survey waves) on Ray."""
 
-    task: Literal["toy", "subpop"] = Field("toy", description="toy: noisy addition; subpop: waves of a prepared split")
-    train_file: str | None = Field(None, description="subpop: prepared training split (sources = its waves)")
+    task: Literal["toy", "subpop"] = Field("toy", description="toy: noisy addition; subpop: waves or topics of a prepared split")
+    train_file: str | None = Field(None, description="subpop: prepared training split whose rows form the sources")
     val_file: str | None = Field(None, description="subpop: prepared split whose loss the selection minimises")
+    sources: Literal["wave", "topic"] = Field("wave", description="subpop: one source per survey wave, or per question topic")
+    topics: str | None = Field(None, description="subpop --sources topic: YAML topic: [regex, ...] or CSV qkey,topic "
+                               "(default: the built-in taxonomy)")
+    target_groups: list[str] = Field(default_factory=list, description="subpop: validate only on these groups "
+                                     "(name or ATTRIBUTE=name; repeatable)")
+    target_questions: list[str] = Field(default_factory=list, description="subpop: validate only on these question "
+                                        "keys or patterns like GUN* (repeatable)")
     model: str = Field("tiny:llama", description="subpop: the model (id, path, tiny:llama)")
     adapter: str | None = Field(None, description="subpop: meta-trained LoRA adapter (default: meta-train one briefly)")
     meta_steps: int = Field(100, ge=1, description="steps of meta-training when no adapter is given")
+    verify_epochs: int = Field(2, ge=1, description="subpop: epochs of each verification run of the train job")
+    verify_lr: float = Field(5e-3, gt=0, description="subpop: learning rate of each verification run")
+    verify_workers: int = Field(1, ge=1, description="subpop: Ray Train workers of each verification run")
 
     clean_sources: int = Field(6, ge=1, description="toy: sources with correct answers")
     noisy_sources: int = Field(4, ge=0, description="toy: sources with random answers")
@@ -123,7 +133,7 @@ class SelectConfig(JobConfig):
     n_subsets: int = Field(60, ge=2, description="random subsets for the ensemble scores (one Tune trial each)")
     subset_size: float = Field(0.5, gt=0, description="sources per random subset (a fraction, or a count if >= 1)")
     verify: int = Field(2, ge=0, description="random subsets fine-tuned for real, besides the selected one")
-    fine_tune_steps: int = Field(40, ge=1, description="steps of each real fine-tune")
+    fine_tune_steps: int = Field(40, ge=1, description="toy: steps of each real fine-tune")
     max_concurrent_trials: int = Field(2, ge=1, description="subset trials at once")
     seed: int = Field(0, description="seed of the toy, the projection and the subsets")
     out: str = Field("runs/select", description="output folder")

@@ -19,6 +19,8 @@ class TrainConfig(BaseModel):
     val_file: str | None = Field(None, description="prepared validation split (default: none)")
     out: str = Field("runs/train", description="output folder (adapter, metrics, TensorBoard logs, checkpoints)")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora.r, lora.alpha, ...)")
+    init_adapter: str | None = Field(None, description="opinion objectives: start from this LoRA adapter (PEFT folder) "
+                                     "instead of a fresh one; its own LoRA settings then apply")
     epochs: int = Field(3, ge=1, description="passes over the training set")
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")

@@ -1,6 +1,6 @@
 """Benchmark: per-sample projected gradients, batched ``torch.func`` against per-sample autograd loops.
 
-    .venv/bin/python bench/gradients.py [--samples 64 --batch-size 64 --reference-batch-size 8 --threads 1]
+    .venv/bin/python bench/gradients.py [--samples 64 --batch-size 64 --reference-batch-size 8 --threads N]
 
 In one run, on the same model and the same samples, GradEx's step 2
 (``reference/politune-w2s-gradex-distillation.md`` §C.1): per-sample
@@ -167,7 +167,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--project-dim", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every variant")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch intra-op threads for every variant (default: torch's, one per core)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

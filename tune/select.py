@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -67,15 +68,11 @@ class GradientActor:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.selection import storage
-        from demoscope.selection.gradients import projected_gradients
-        from demoscope.selection.toy import batches
 
         rows = []
         for source in batch["source"]:
             start = time.perf_counter()
-            w = self.world
-            outputs, z = projected_gradients(w.model, batches(w.sources[source], w.settings.batch_size), w.projection,
-                                             w.names, w.settings.clamp)
+            outputs, z = self.world.source_gradients(source)
             storage.write_shard(self.root, source, 0, z, outputs)
             rows.append({"source": source, "samples": len(outputs), "seconds": time.perf_counter() - start})
         return pd.DataFrame(rows)
@@ -151,7 +148,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     storage.write_metadata(root, world.projection, world.names, settings.clamp)
     console.rule("1. projected per-sample gradients per source (Ray Data)")
     timing = ray.data.from_pandas(pd.DataFrame({"source": list(world.sources)})).repartition(len(world.sources)).map_batches(
-        GradientActor, fn_constructor_args=(world, root), batch_size=1, batch_format="pandas", concurrency=1, num_cpus=1,
+        GradientActor, fn_constructor_args=(world, root), batch_size=1, batch_format="pandas",
+        concurrency=min(len(world.sources), config.max_concurrent_trials), num_cpus=1,
     ).to_pandas()
     console.print(f"{int(timing.samples.sum())} samples of {len(timing)} sources in {timing.seconds.sum():.1f} s")
 
@@ -189,6 +187,11 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
         selected, best = list(winner.subset), float(winner.estimated_loss)
     atomic_write(out / "greedy.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
     console.print(f"greedy selection: {', '.join(selected)} (estimated loss {best:.4f})")
+    stored = storage.read_gradients(root, selected)
+    error = world.error_check({k: (v.outputs, v.z) for k, v in stored.items()}, selected)
+    console.print(f"first-order error check on {error.n_samples} samples of the selection: mean squared relative "
+                  f"error {error.mean_squared_relative_error:.2e} (outputs not moved at all: "
+                  f"{error.baseline_mean_squared_relative_error:.2e})")
 
     rng = np.random.default_rng(config.seed + 7)
     checks = {"selected": selected, **{f"random-{i}": [sources[j] for j in sorted(rng.choice(len(sources), len(selected) or 1, replace=False))]
@@ -207,7 +210,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     plot_bars(list(table["source"]), table["score"], out / "scores.png",
               "random-ensemble score\n(estimated val loss, lower = better)",
               colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
-    _report(config, out, table, separation, selected, best, verification)
+    check = {"scale": world.settings.error_check_scale, **dataclasses.asdict(error)}
+    _report(config, out, table, separation, selected, best, verification, check)
     console.print(verification[[c for c in VERIFICATION_COLUMNS if c in verification]].to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
     return 0
@@ -329,7 +333,7 @@ def rank_agreement(verification: pd.DataFrame) -> float:
     return float(spearmanr(verification.estimated_loss, verification.real_loss).statistic)
 
 
-def _report(config, out: Path, table, separation: float, selected, best, verification) -> None:
+def _report(config, out: Path, table, separation: float, selected, best, verification, check: dict) -> None:
     from demoscope.reports import markdown_table
 
     task = (f"the noisy 5-digit-addition toy ({config.clean_sources} clean + {config.noisy_sources} noisy sources of "
@@ -361,6 +365,12 @@ Task: {task}; projection d={config.project_dim}; {config.n_subsets} random subse
 
 Selected {len(selected)} sources: {', '.join(selected)} (estimated loss {best:.4f}); see `greedy.csv`.
 
+First-order error check (the reference's): with the adapter actually moved by
+the selection's step at scale {check['scale']:g}, the first-order outputs of
+{check['n_samples']} of its samples are off by a mean squared relative error of
+**{check['mean_squared_relative_error']:.2e}**, against
+{check['baseline_mean_squared_relative_error']:.2e} if the outputs were taken as unmoved.
+
 ## Estimated vs real fine-tunes ({fine_tunes})
 
 {spearman}
@@ -369,6 +379,7 @@ Selected {len(selected)} sources: {', '.join(selected)} (estimated loss {best:.4
 """
     atomic_write_text(out / "report.md", text)
     atomic_write_text(out / "metrics.json", json.dumps({"separation": _finite(separation), "selected": selected, "spearman": _finite(rho),
+                                                        "error_check": check,
                                                         "verification": verification.to_dict(orient="records")}, indent=2))
 
 

@@ -134,7 +134,7 @@ class SelectConfig(JobConfig):
     subset_size: float = Field(0.5, gt=0, description="sources per random subset (a fraction, or a count if >= 1)")
     verify: int = Field(2, ge=0, description="random subsets fine-tuned for real, besides the selected one")
     fine_tune_steps: int = Field(40, ge=1, description="toy: steps of each real fine-tune")
-    max_concurrent_trials: int = Field(2, ge=1, description="subset trials at once")
+    max_concurrent_trials: int = Field(2, ge=1, description="subset trials (and gradient actors) at once")
     seed: int = Field(0, description="seed of the toy, the projection and the subsets")
     out: str = Field("runs/select", description="output folder")
 

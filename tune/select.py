@@ -119,7 +119,7 @@ def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str
 def run(config: SelectConfig, address: str | None = None, verbose: bool = False) -> int:
     from rich.console import Console
 
-    from demoscope.selection.search import ensemble_scores, sample_subsets
+    from demoscope.selection.search import comparison_subsets, ensemble_scores, sample_subsets
     from demoscope.selection.toy import ToySettings, build_world
 
     out = Path(config.out).resolve()
@@ -147,7 +147,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     root = str(out / "gradients")
     storage.write_metadata(root, world.projection, world.names, settings.clamp)
     console.rule("1. projected per-sample gradients per source (Ray Data)")
-    timing = ray.data.from_pandas(pd.DataFrame({"source": list(world.sources)})).repartition(len(world.sources)).map_batches(
+    # One block per source, made in the driver: no upstream task then competes with the actors for CPUs.
+    timing = ray.data.from_pandas([pd.DataFrame({"source": [s]}) for s in world.sources]).map_batches(
         GradientActor, fn_constructor_args=(world, root), batch_size=1, batch_format="pandas",
         concurrency=min(len(world.sources), config.max_concurrent_trials), num_cpus=1,
     ).to_pandas()
@@ -193,9 +194,7 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
                   f"error {error.mean_squared_relative_error:.2e} (outputs not moved at all: "
                   f"{error.baseline_mean_squared_relative_error:.2e})")
 
-    rng = np.random.default_rng(config.seed + 7)
-    checks = {"selected": selected, **{f"random-{i}": [sources[j] for j in sorted(rng.choice(len(sources), len(selected) or 1, replace=False))]
-                                       for i in range(config.verify)}}
+    checks = {"selected": selected, **comparison_subsets(sources, selected, config.verify, config.seed + 7)}
     if config.task == "subpop":
         console.rule("4. verification: the Ray Train job fine-tunes each subset, against the estimates")
         verification = pd.DataFrame(_verify_with_train_job(config, world, root, checks, rows, out, console))

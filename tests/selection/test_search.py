@@ -8,6 +8,7 @@ import pytest
 
 from demoscope.errors import ConfigError
 from demoscope.selection.search import (
+    comparison_subsets,
     ensemble_scores,
     greedy_forward_selection,
     random_ensemble,
@@ -94,3 +95,17 @@ def test_greedy_with_a_loss_and_ties():
     result = greedy_forward_selection(list(losses), lambda s: max(losses[x] for x in s), higher_is_better=False)
     assert result.selected == ["a", "b"]  # a tie keeps the source, as the reference's >= does
     assert result.best_value == 1.0
+
+
+def test_comparison_subsets_are_distinct_the_selections_size_and_not_the_selection():
+    sources = ["a", "b", "c", "d", "e"]
+    checks = comparison_subsets(sources, ["b", "d"], 4, seed=3)
+    assert list(checks) == ["random-0", "random-1", "random-2", "random-3"]
+    subsets = [tuple(s) for s in checks.values()]
+    assert len(set(subsets)) == 4 and ("b", "d") not in subsets and all(len(s) == 2 for s in subsets)
+    assert checks == comparison_subsets(sources, ["d", "b"], 4, seed=3)  # seeded, selection order free
+
+
+def test_comparison_subsets_stop_when_no_other_subset_exists():
+    assert sorted(map(tuple, comparison_subsets(["a", "b", "c", "d"], ["a"], 5).values())) == [("b",), ("c",), ("d",)]
+    assert comparison_subsets(["a", "b"], ["a", "b"], 2) == {}

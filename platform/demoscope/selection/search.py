@@ -147,3 +147,23 @@ def greedy_forward_selection(
             best = value
         history.append((source, value, keep))
     return GreedyResult(selected, best, history)
+
+
+def comparison_subsets(sources: Sequence[str], selected: Sequence[str], n: int, seed: int = 0) -> dict[str, list[str]]:
+    """``{"random-0": [...], ...}``: up to ``n`` distinct random subsets the size of ``selected``, none equal to it.
+
+    What a selection is verified against. Fewer come back when fewer such
+    subsets exist (e.g. 4 sources and a selection of 1 leave 3).
+    """
+    size = max(1, len(selected))
+    if size > len(sources):
+        raise ConfigError(f"a selection of {size} sources is larger than the {len(sources)} sources")
+    available = math.comb(len(sources), size) - (1 if selected else 0)
+    rng = np.random.default_rng(seed)
+    seen, picked = {tuple(sorted(selected))}, []
+    while len(picked) < min(n, available):
+        subset = tuple(sorted(sources[i] for i in rng.choice(len(sources), size, replace=False)))
+        if subset not in seen:
+            seen.add(subset)
+            picked.append(list(subset))
+    return {f"random-{i}": subset for i, subset in enumerate(picked)}

@@ -129,6 +129,9 @@ def test_approximation_error_by_hand():
     assert result.n_samples == 2
     assert result.mean_squared_relative_error == pytest.approx((0.2 / 2.2) ** 2 / 2)
     assert result.baseline_mean_squared_relative_error == pytest.approx(((0.5 / 1.5) ** 2 + (0.2 / 2.2) ** 2) / 2)
+    assert result.median_relative_error == pytest.approx((0 + 0.2 / 2.2) / 2)
+    assert result.baseline_median_relative_error == pytest.approx((0.5 / 1.5 + 0.2 / 2.2) / 2)
+    assert result.closer_share == 0.5  # the first sample is exact with the term; the second equally off either way
 
 
 @pytest.fixture(scope="module")

@@ -131,11 +131,11 @@ def build_opinion_world(
         for name, param in model.named_parameters():
             param.requires_grad = "lora_" in name
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            model = apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(settings.seed)
+            torch.manual_seed(settings.seed)  # seeds the adapter's initialisation too: same seed, same world
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                model = apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0))
             train_steps(model, [ex for exs in sources.values() for ex in exs], settings.meta_steps, lr=5e-3,
                   batch_size=settings.batch_size, seed=settings.seed)
     model.eval()

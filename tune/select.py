@@ -17,9 +17,10 @@ import pandas as pd
 
 from demoscope.config import SelectConfig, save_config
 from demoscope.errors import ConfigError
-from demoscope.io import atomic_write, atomic_write_text
+from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
+from demoscope.selection.report import VERIFICATION_COLUMNS, SelectionOutcome
 
 DESCRIPTION = """\
 Which training sources are worth fine-tuning on? GradEx estimates the model
@@ -55,9 +56,6 @@ example demoscope select --n-subsets 60 --verify 2 --out runs/select
         demoscope select --task subpop --sources topic --target-groups POLPARTY=Democrat \
             --train-file runs/demo/prepare/opnqa_QA_train.parquet --val-file runs/demo/prepare/opnqa_QA_val.parquet
 """
-
-VERIFICATION_COLUMNS = ["check", "subset", "estimated_loss", "real_loss", "relative_error", "real_option_kl",
-                        "estimate_s", "fine_tune_s", "speedup"]
 
 
 class GradientActor:
@@ -210,7 +208,7 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
               "random-ensemble score\n(estimated val loss, lower = better)",
               colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
     check = {"scale": world.settings.error_check_scale, **dataclasses.asdict(error)}
-    _report(config, out, table, separation, selected, best, verification, check)
+    _report(config, out, SelectionOutcome(table, separation, selected, best, check, verification))
     console.print(verification[[c for c in VERIFICATION_COLUMNS if c in verification]].to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
     return 0
@@ -319,71 +317,24 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
     return results
 
 
-def _finite(value: float) -> float | None:
-    return value if np.isfinite(value) else None  # strict JSON has no NaN
+def _report(config: SelectConfig, out: Path, outcome) -> None:
+    from demoscope.selection.report import write_selection_report
 
-
-def rank_agreement(verification: pd.DataFrame) -> float:
-    """Spearman's rho of estimated vs real losses over the verified subsets (NaN below 3 subsets or with ties only)."""
-    if len(verification) < 3:
-        return float("nan")
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(verification.estimated_loss, verification.real_loss).statistic)
-
-
-def _report(config, out: Path, table, separation: float, selected, best, verification, check: dict) -> None:
-    from demoscope.reports import markdown_table
-
-    task = (f"the noisy 5-digit-addition toy ({config.clean_sources} clean + {config.noisy_sources} noisy sources of "
-            f"{config.samples_per_source} samples)" if config.task == "toy" else
-            f"survey {config.sources}s of `{config.train_file}` (model `{config.model}`), validated on `{config.val_file}`"
-            + (f" (groups {', '.join(config.target_groups)})" if config.target_groups else "")
-            + (f" (questions {', '.join(config.target_questions)})" if config.target_questions else ""))
-    fine_tunes = (f"{config.fine_tune_steps} steps of the library loop, as Ray tasks" if config.task == "toy" else
-                  f"`demoscope train` on Ray Train, {config.verify_epochs} epochs at lr {config.verify_lr:g}, "
-                  "from the meta-trained adapter")
-    rho = rank_agreement(verification)
-    spearman = (f"Spearman rank correlation of estimated and real losses over the {len(verification)} subsets: "
-                f"**{rho:.2f}**." if np.isfinite(rho) else "")
-    noisy = (f"Clean sources score better than noisy ones in **{separation:.0%}** of (clean, noisy) pairs."
-             if config.task == "toy" else f"Lower scores: {config.sources}s whose inclusion is estimated to help most.")
-    text = f"""# Data-source selection (GradEx, first-order estimates)
-
-Task: {task}; projection d={config.project_dim}; {config.n_subsets} random subsets.
-
-## Random-ensemble scores (green clean, red noisy)
-
-{noisy}
-
-![scores](scores.png)
-
-{markdown_table(table)}
-
-## Greedy forward selection
-
-Selected {len(selected)} sources: {', '.join(selected)} (estimated loss {best:.4f}); see `greedy.csv`.
-
-First-order error check (the reference's): with the adapter actually moved by
-the selection's step at scale {check['scale']:g}, the first-order outputs of
-{check['n_samples']} of its samples are off by a mean squared relative error of
-**{check['mean_squared_relative_error']:.2e}**, against
-{check['baseline_mean_squared_relative_error']:.2e} if the outputs were taken as unmoved
-(median {check['median_relative_error']:.2e} against {check['baseline_median_relative_error']:.2e};
-the gradient term brings {check['closer_share']:.0%} of the samples closer). A sample
-whose probability crosses one of the reference's clamp thresholds jumps, and
-can dominate the mean squares.
-
-## Estimated vs real fine-tunes ({fine_tunes})
-
-{spearman}
-
-{markdown_table(verification[[c for c in VERIFICATION_COLUMNS if c in verification]])}
-"""
-    atomic_write_text(out / "report.md", text)
-    atomic_write_text(out / "metrics.json", json.dumps({"separation": _finite(separation), "selected": selected, "spearman": _finite(rho),
-                                                        "error_check": check,
-                                                        "verification": verification.to_dict(orient="records")}, indent=2))
+    if config.task == "toy":
+        task = (f"the noisy 5-digit-addition toy ({config.clean_sources} clean + {config.noisy_sources} noisy sources "
+                f"of {config.samples_per_source} samples)")
+        note = f"Clean sources score better than noisy ones in **{outcome.separation:.0%}** of (clean, noisy) pairs."
+        fine_tunes = f"{config.fine_tune_steps} steps of the library loop, as Ray tasks"
+    else:
+        targets = [*config.target_groups, *config.target_questions]
+        task = (f"survey {config.sources}s of `{config.train_file}` (model `{config.model}`), validated on "
+                f"`{config.val_file}`" + (f" restricted to {', '.join(targets)}" if targets else ""))
+        note = f"Lower scores: {config.sources}s whose inclusion is estimated to help most."
+        fine_tunes = (f"`demoscope train` on Ray Train, {config.verify_epochs} epoch{'s' * (config.verify_epochs != 1)} at "
+                      f"lr {config.verify_lr:g}, "
+                      "from the meta-trained adapter")
+    task += f"; projection d={config.project_dim}; {config.n_subsets} random subsets"
+    write_selection_report(out, outcome, task, note, fine_tunes)
 
 
 JOB = Job(name="select", description=DESCRIPTION, config=SelectConfig, run=run)

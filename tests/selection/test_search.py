@@ -109,3 +109,13 @@ def test_comparison_subsets_are_distinct_the_selections_size_and_not_the_selecti
 def test_comparison_subsets_stop_when_no_other_subset_exists():
     assert sorted(map(tuple, comparison_subsets(["a", "b", "c", "d"], ["a"], 5).values())) == [("b",), ("c",), ("d",)]
     assert comparison_subsets(["a", "b"], ["a", "b"], 2) == {}
+
+
+def test_rank_agreement_is_spearmans_rho_and_nan_below_three_subsets():
+    import pandas as pd
+
+    from demoscope.selection.report import rank_agreement
+
+    frame = pd.DataFrame({"estimated_loss": [1.0, 2.0, 3.0, 4.0], "real_loss": [10.0, 30.0, 20.0, 40.0]})
+    assert rank_agreement(frame) == pytest.approx(0.8)  # one swapped pair of four: 1 - 6*2/(4*15)
+    assert math.isnan(rank_agreement(frame.head(2)))

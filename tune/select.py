@@ -143,14 +143,20 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     from demoscope.selection import storage
 
     root = str(out / "gradients")
-    storage.write_metadata(root, world.projection, world.names, settings.clamp)
+    fingerprint = world.fingerprint()
+    done = set(storage.reusable_sources(root, fingerprint))  # a re-run keeps what the same world computed
+    storage.write_metadata(root, world.projection, world.names, settings.clamp, extra={"fingerprint": fingerprint})
     console.rule("1. projected per-sample gradients per source (Ray Data)")
-    # One block per source, made in the driver: no upstream task then competes with the actors for CPUs.
-    timing = ray.data.from_pandas([pd.DataFrame({"source": [s]}) for s in world.sources]).map_batches(
-        GradientActor, fn_constructor_args=(world, root), batch_size=1, batch_format="pandas",
-        concurrency=min(len(world.sources), config.max_concurrent_trials), num_cpus=1,
-    ).to_pandas()
-    console.print(f"{int(timing.samples.sum())} samples of {len(timing)} sources in {timing.seconds.sum():.1f} s")
+    todo = [s for s in world.sources if s not in done]
+    if done:
+        console.print(f"reusing the gradients of {len(done)} source(s) from a previous run with the same adapter and data")
+    if todo:
+        # One block per source, made in the driver: no upstream task then competes with the actors for CPUs.
+        timing = ray.data.from_pandas([pd.DataFrame({"source": [s]}) for s in todo]).map_batches(
+            GradientActor, fn_constructor_args=(world, root), batch_size=1, batch_format="pandas",
+            concurrency=min(len(todo), config.max_concurrent_trials), num_cpus=1,
+        ).to_pandas()
+        console.print(f"{int(timing.samples.sum())} samples of {len(timing)} sources in {timing.seconds.sum():.1f} s")
 
     console.rule(f"2. {config.n_subsets} random subsets as Ray Tune trials")
     sources = list(world.sources)

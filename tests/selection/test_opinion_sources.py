@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from demoscope.selection.first_order import FirstOrderEstimator, FirstOrderSettings
 from demoscope.selection.gradients import projected_gradients
@@ -40,6 +41,13 @@ def test_opinion_sources_give_first_order_estimates_per_subset(prepared):
     assert labels[:-1] == [-100] * (len(ids) - 1) and labels[-1] == spaced[int(np.argmax(train.output_dist.iloc[0]))]
     stored = {name: projected_gradients(world.model, batches(examples, 16), world.projection, world.names, "instruction")
               for name, examples in world.sources.items()}
+    # The fingerprint a re-run compares: the same world hashes the same; a moved adapter does not.
+    fingerprint = world.fingerprint()
+    assert fingerprint == world.fingerprint()
+    with torch.no_grad():
+        dict(world.model.named_parameters())[world.names[0]].add_(1e-3)
+        assert world.fingerprint() != fingerprint
+        dict(world.model.named_parameters())[world.names[0]].sub_(1e-3)
     # Length-sorted batching (less padding) gives the same rows, back in the source's order.
     outputs, z = world.source_gradients("half-0")
     np.testing.assert_allclose(z, stored["half-0"][1], rtol=1e-4, atol=1e-6)

@@ -56,3 +56,13 @@ def test_bad_names_and_shapes_are_refused(tmp_path):
         storage.write_shard(tmp_path, "a", 0, np.zeros((2, 2)), np.zeros(3))
     with pytest.raises(ConfigError, match="no gradient shards"):
         storage.read_source(tmp_path, "missing")
+
+
+def test_a_rerun_keeps_shards_of_the_same_fingerprint_and_clears_others(tmp_path):
+    projection = RademacherProjection(12, 4, seed=0)
+    storage.write_metadata(tmp_path, projection, ["a"], "toy", extra={"fingerprint": "abc"})
+    storage.write_shard(tmp_path, "done", 0, np.ones((2, 4)), np.zeros(2))
+    assert storage.reusable_sources(tmp_path, "abc") == ["done"]
+    assert storage.reusable_sources(tmp_path, "other") == []  # another adapter or data: nothing stale survives
+    assert storage.list_sources(tmp_path) == [] and not (tmp_path / storage.META_FILE).exists()
+    assert storage.reusable_sources(tmp_path / "fresh", "abc") == []

@@ -71,3 +71,18 @@ def test_subpop_topics_are_selected_for_target_groups_and_verified_with_the_trai
     assert (verification[["estimated_loss", "real_loss", "real_option_kl"]] > 0).all().all()
     assert (verification["speedup"] > 1).all()
     assert "Spearman" in (out / "report.md").read_text()
+
+
+def test_survey_options_without_the_survey_task_are_refused_with_the_fix(capsys, tmp_path):
+    from demoscope.tune.select import main
+
+    assert main(["--sources", "topic", "--target-groups", "Democrat", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "target_groups, sources apply to task=subpop" in err and "add --task subpop" in err
+
+
+def test_subpop_task_without_splits_names_the_missing_flags(tmp_path):
+    from demoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs --train-file and --val-file"):
+        select_job.run(SelectConfig(task="subpop", out=str(tmp_path)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class JobConfig(BaseModel):
@@ -137,6 +137,15 @@ class SelectConfig(JobConfig):
     max_concurrent_trials: int = Field(2, ge=1, description="subset trials (and gradient actors) at once")
     seed: int = Field(0, description="seed of the toy, the projection and the subsets")
     out: str = Field("runs/select", description="output folder")
+
+    @model_validator(mode="after")
+    def _survey_options_need_the_survey_task(self) -> SelectConfig:
+        if self.task == "toy":
+            given = [name for name in ("train_file", "val_file", "adapter", "topics", "target_groups", "target_questions")
+                     if getattr(self, name)] + (["sources"] if self.sources != "wave" else [])
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to task=subpop (the toy makes its own data); add --task subpop")
+        return self
 
 
 class OpinionDistillConfig(JobConfig):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +119,19 @@ def read_source(root: str | Path, source: str) -> SourceGradients:
 def read_gradients(root: str | Path, sources: Sequence[str] | None = None) -> dict[str, SourceGradients]:
     """``{source: SourceGradients}`` for ``sources`` (default: every stored source)."""
     return {s: read_source(root, s) for s in (sources if sources is not None else list_sources(root))}
+
+
+def reusable_sources(root: str | Path, fingerprint: str) -> list[str]:
+    """Sources whose shards a re-run can keep: all stored ones if ``meta.json`` has this ``fingerprint``.
+
+    Shards computed for another adapter, projection or data (another
+    fingerprint, or none) are removed, so a folder never mixes two runs.
+    """
+    root = Path(root)
+    meta = root / META_FILE
+    if meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fingerprint:
+        return list_sources(root)
+    for folder in root.glob("source=*"):
+        shutil.rmtree(folder, ignore_errors=True)
+    meta.unlink(missing_ok=True)
+    return []

@@ -320,6 +320,22 @@ class SelectionWorld:
         """The training examples of the sources in ``subset``."""
         return [ex for name in subset for ex in self.sources[name]]
 
+    def fingerprint(self) -> str:
+        """A hash of what the gradients depend on: adapter weights, projection, clamp and every source's samples."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        params = dict(self.model.named_parameters())
+        for name in self.names:
+            digest.update(name.encode())
+            digest.update(params[name].detach().cpu().float().numpy().tobytes())
+        digest.update(repr((sorted(self.projection.to_dict().items()), self.settings.clamp)).encode())
+        for source in sorted(self.sources):
+            digest.update(source.encode())
+            for ids, labels in self.sources[source]:
+                digest.update(np.asarray(ids, np.int64).tobytes() + b"|" + np.asarray(labels, np.int64).tobytes())
+        return digest.hexdigest()
+
     def source_gradients(self, source: str) -> tuple[np.ndarray, np.ndarray]:
         """``(outputs [n], z [n, d])`` of one source's samples, in the source's order.
 

@@ -94,7 +94,7 @@ def _train(config: DistillConfig, train_file: Path, out: Path, student: str, mod
     hf = student == "hf"
     settings = TrainConfig(
         objective="distill", student=student, distill_mode=mode, model=config.student_model, train_file=str(train_file),
-        out=str(out), epochs=config.epochs, lr=2e-5 if hf and config.lr == 1e-3 else config.lr,
+        out=str(out), epochs=config.epochs, lr=config.hf_lr if hf else config.lr,
         weight_decay=0.01 if hf else 0.0, batch_size=config.batch_size, num_workers=config.num_workers,
         use_gpu=config.use_gpu, alpha=config.alpha, temperature=config.temperature, seed=config.seed,
     )

@@ -56,9 +56,10 @@ def target_rows(frame: pd.DataFrame, groups: Sequence[str] = (), questions: Sequ
     """The rows of a split that a selection targets: some groups and/or questions (all when both are empty).
 
     ``groups`` are group names (``"Democrat"``) or ``ATTRIBUTE=group``
-    (``"POLPARTY=Democrat"``, as ``survey-pairs`` writes them); ``questions`` are question keys or shell-style
-    patterns (``"GUN*"``). A name that matches nothing is an error listing the
-    valid ones, so a typo never silently narrows the target to nothing.
+    (``"POLPARTY=Democrat"``, as ``survey-pairs`` writes them); ``questions``
+    are question keys or shell-style patterns (``"GUN*"``). A name that
+    matches nothing is an error listing the valid ones, so a typo never
+    silently narrows the target to nothing.
     """
     keep = pd.Series(True, index=frame.index)
     if groups:
@@ -113,9 +114,10 @@ def build_opinion_world(
     """A selection world over ``train``'s sources, validated on ``val`` (prepared splits).
 
     ``labels`` names the source of every row of ``train`` (default: its
-    wave, see :func:`source_labels`). With ``adapter`` (e.g. OUT/adapter of ``demoscope train``) that adapter is
-    the meta-trained model; without, a fresh LoRA adapter is meta-trained on
-    all sources for ``settings.meta_steps`` steps.
+    wave, see :func:`source_labels`). With ``adapter`` (e.g. OUT/adapter of
+    ``demoscope train``) that adapter is the meta-trained model; without, a
+    fresh LoRA adapter is meta-trained on all sources for
+    ``settings.meta_steps`` steps.
     """
     from demoscope.models import load_causal_lm
     from demoscope.models.names import resolve_model

@@ -15,6 +15,7 @@ from demoscope.config import EvaluateConfig, OpinionDistillConfig, save_config
 from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
+from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
 
@@ -40,12 +41,11 @@ example demoscope distill-opinions --train-file runs/demo/prepare/opnqa_QA_train
 class TeacherActor:
     """Ray Data UDF: the teacher's distribution over each row's shown options, as the row's new target."""
 
-    def __init__(self, model: str, adapter: str | None):
-        from demoscope.models import TransformersOptionScorer, load_causal_lm
+    def __init__(self, model: str, adapter: str | None, backend: str):
         from demoscope.models.names import resolve_model
+        from demoscope.models.scoring import option_scorers
 
-        lm, tokenizer = load_causal_lm(resolve_model(model), adapters={"teacher": adapter} if adapter else None)
-        self.scorer = TransformersOptionScorer(lm, tokenizer, adapter="teacher" if adapter else None)
+        (self.scorer,) = option_scorers(resolve_model(model), adapter, backend).values()
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.distill import teacher_option_dists, teacher_option_targets
@@ -62,7 +62,8 @@ def _relabel(config: OpinionDistillConfig, split: str, out: Path) -> Path:
 
     frame = read_prepared(split)
     relabelled = ray.data.from_pandas(frame).map_batches(
-        TeacherActor, fn_constructor_kwargs={"model": config.teacher, "adapter": config.teacher_adapter},
+        TeacherActor, fn_constructor_kwargs={"model": config.teacher, "adapter": config.teacher_adapter,
+                                             "backend": choose_backend("auto", config.use_gpu)},
         batch_size=256, batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0,
     ).to_pandas()
     # Plain columns: Arrow-backed list dtypes would not survive pandas' Parquet metadata round trip.

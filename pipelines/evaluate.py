@@ -66,31 +66,15 @@ class OptionScoringActor:
                  exclude: list[str], guide_model: str | None = None, guide_adapter: str | None = None,
                  guide_beta: float = 1.0):
         from demoscope.models.names import resolve_model
+        from demoscope.models.scoring import option_scorers
 
         self.exclude = set(exclude)
         self.beta = guide_beta
         path = resolve_model(model)
         if guide_model is not None:
             self.scorers = self._guided(path, resolve_model(guide_model), guide_adapter, backend, batch_size)
-            return
-        if backend == "vllm":
-            from demoscope.models.scoring import VLLMOptionScorer
-
-            tuned = VLLMOptionScorer.create(path, enable_lora=adapter is not None)
-            self.scorers = {"model": tuned} if adapter is None else {
-                "tuned": VLLMOptionScorer(tuned.llm, lora_request=tuned.lora("adapter", adapter)),
-                **({"base": tuned} if compare_base else {}),
-            }
         else:
-            from demoscope.models import TransformersOptionScorer, load_causal_lm
-
-            lm, tokenizer = load_causal_lm(path, adapters={"adapter": adapter} if adapter else None)
-            if adapter is None:
-                self.scorers = {"model": TransformersOptionScorer(lm, tokenizer, batch_size)}
-            else:
-                self.scorers = {"tuned": TransformersOptionScorer(lm, tokenizer, batch_size, adapter="adapter")}
-                if compare_base:
-                    self.scorers["base"] = TransformersOptionScorer(lm, tokenizer, batch_size, adapter=None)
+            self.scorers = option_scorers(path, adapter, backend, batch_size, compare_base)
 
     @staticmethod
     def _guided(large_path, small_path, adapter: str, backend: str, batch_size: int) -> dict:

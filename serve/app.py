@@ -81,7 +81,7 @@ class OpinionModel:
             base = VLLMOptionScorer.create(path, enable_lora=bool(config.adapters))
             self.scorers[None] = base
             for name, folder in config.adapters.items():
-                self.scorers[name] = VLLMOptionScorer(base.llm, lora_request=base.lora(name, folder))
+                self.scorers[name] = base.with_adapter(base.lora(name, folder))
         else:
             from demoscope.models import TransformersOptionScorer, load_causal_lm
 

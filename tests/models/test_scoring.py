@@ -141,3 +141,35 @@ def test_batches_follow_shared_prefixes_and_never_lose_a_prompt():
         assert all(ids[i][:shared] == ids[members[0]][:shared] for i in members)
         assert len({tuple(ids[i][:80]) for i in members}) == 1  # no batch mixes groups
     assert sorted(len(m) for m, shared in batches if shared == 80) == [2, 7, 8]
+
+
+def test_option_scorers_give_tuned_and_base_on_one_transformers_model(llama_dir, random_adapter, survey_prompts):
+    from demoscope.models.scoring import option_scorers
+
+    prompts, n_options = survey_prompts
+    plain = option_scorers(str(llama_dir), None, "transformers")
+    pair = option_scorers(str(llama_dir), str(random_adapter), "transformers", compare_base=True)
+    assert list(plain) == ["model"] and list(pair) == ["tuned", "base"]
+    base, tuned, alone = (s.score(prompts, n_options) for s in (pair["base"], pair["tuned"], plain["model"]))
+    for b, a in zip(base, alone):
+        np.testing.assert_allclose(b, a, atol=1e-6)  # the adapter switched off is the plain model
+    assert max(np.abs(t - b).max() for t, b in zip(tuned, base)) > 1e-3  # the adapter changes answers
+
+
+def test_option_scorers_serve_the_adapter_as_a_lora_request_on_one_vllm_engine(llama, monkeypatch):
+    from demoscope.models.scoring import VLLMOptionScorer, option_scorers
+    from demoscope.models.vllm_fake import FakeLLM, FakeLoRARequest, FakeSamplingParams
+
+    model, tok = llama
+    engines = []
+
+    def create(path, enable_lora=False, **kwargs):  # the GPU-only engine start, replaced by vLLM's API over torch
+        engines.append(enable_lora)
+        return VLLMOptionScorer(FakeLLM(model, tok), sampling_params_cls=FakeSamplingParams)
+
+    monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))
+    monkeypatch.setattr(VLLMOptionScorer, "lora", staticmethod(lambda name, path: FakeLoRARequest(name, 1, path)))
+    scorers = option_scorers("any/model", "adapters/tuned", "vllm", compare_base=True)
+    assert engines == [True] and list(scorers) == ["tuned", "base"]
+    assert scorers["tuned"].llm is scorers["base"].llm  # one engine, the adapter per request
+    assert scorers["tuned"].lora_request.lora_path == "adapters/tuned" and scorers["base"].lora_request is None

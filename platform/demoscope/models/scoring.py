@@ -310,6 +310,14 @@ class VLLMOptionScorer:
         llm = LLM(model=str(model), enable_prefix_caching=True, max_logprobs=max_logprobs, **engine_kwargs)
         return cls(llm, lora_request=lora_request, logprobs=logprobs)
 
+    def with_adapter(self, lora_request: Any) -> "VLLMOptionScorer":
+        """A scorer on the same engine and settings that answers through a LoRA adapter."""
+        import copy
+
+        scorer = copy.copy(self)  # shares the engine and the sampling parameters
+        scorer.lora_request, scorer.zero_mass_count = lora_request, 0
+        return scorer
+
     @classmethod
     def lora(cls, name: str, path: str, request_cls: Any = None) -> Any:
         """A ``LoRARequest`` for the adapter at ``path``; one stable integer id per (name, path) in this process.
@@ -341,3 +349,29 @@ class VLLMOptionScorer:
         dists, masses = option_distributions(probs, n_options)
         self.zero_mass_count += int((masses == 0).sum())
         return dists, masses
+
+
+def option_scorers(path: str, adapter: str | None, backend: str, batch_size: int = 16,
+                   compare_base: bool = False) -> dict[str, OptionScorer]:
+    """Scorers for one model on one engine: ``{"model"}`` without an adapter, else ``{"tuned"}`` (+ ``"base"``).
+
+    ``backend`` is ``"transformers"`` or ``"vllm"`` (GPU; the adapter is
+    served as a LoRA request on the same engine). With ``compare_base`` the
+    base model shares the tuned one's weights: the adapter switched off, or
+    no LoRA request.
+    """
+    if backend == "vllm":
+        engine = VLLMOptionScorer.create(path, enable_lora=adapter is not None)
+        if adapter is None:
+            return {"model": engine}
+        tuned = engine.with_adapter(VLLMOptionScorer.lora("adapter", adapter))
+        return {"tuned": tuned, **({"base": engine} if compare_base else {})}
+    from demoscope.models.loading import load_causal_lm
+
+    lm, tokenizer = load_causal_lm(path, adapters={"adapter": adapter} if adapter else None)
+    if adapter is None:
+        return {"model": TransformersOptionScorer(lm, tokenizer, batch_size)}
+    scorers = {"tuned": TransformersOptionScorer(lm, tokenizer, batch_size, adapter="adapter")}
+    if compare_base:
+        scorers["base"] = TransformersOptionScorer(lm, tokenizer, batch_size, adapter=None)
+    return scorers

@@ -129,6 +129,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     if config.task == "subpop":
         with console.status(f"loading the model and its meta-trained adapter; one source per {config.sources}"):
             world, rows = _subpop_world(config, settings, out)
+        console.print(f"{len(rows.train)} training rows in {len(world.sources)} {config.sources}s; "
+                      f"{len(rows.val)} validation rows")
     else:
         with console.status("pre-training the toy model and meta-training its LoRA adapter"):
             world, rows = build_world(settings), None
@@ -214,7 +216,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
               "random-ensemble score\n(estimated val loss, lower = better)",
               colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
     check = {"scale": world.settings.error_check_scale, **dataclasses.asdict(error)}
-    _report(config, out, SelectionOutcome(table, separation, selected, best, check, verification))
+    n_val = sum(len(b["input_ids"]) for batches in world.val_batches.values() for b in batches)
+    _report(config, out, SelectionOutcome(table, separation, selected, best, check, verification), n_val)
     console.print(verification[[c for c in VERIFICATION_COLUMNS if c in verification]].to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
     return 0
@@ -323,7 +326,7 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
     return results
 
 
-def _report(config: SelectConfig, out: Path, outcome) -> None:
+def _report(config: SelectConfig, out: Path, outcome, n_val: int) -> None:
     from demoscope.selection.report import write_selection_report
 
     if config.task == "toy":
@@ -334,7 +337,7 @@ def _report(config: SelectConfig, out: Path, outcome) -> None:
     else:
         targets = [*config.target_groups, *config.target_questions]
         task = (f"survey {config.sources}s of `{config.train_file}` (model `{config.model}`), validated on "
-                f"`{config.val_file}`" + (f" restricted to {', '.join(targets)}" if targets else ""))
+                f"{n_val} rows of `{config.val_file}`" + (f" (those of {', '.join(targets)})" if targets else ""))
         note = f"Lower scores: {config.sources}s whose inclusion is estimated to help most."
         fine_tunes = (f"`demoscope train` on Ray Train, {config.verify_epochs} epoch{'s' * (config.verify_epochs != 1)} at "
                       f"lr {config.verify_lr:g}, "

@@ -116,3 +116,26 @@ def test_projected_gradients_and_outputs_across_batches():
     np.testing.assert_allclose(outputs, sample_outputs(model, batches, "instruction"), rtol=1e-5)
     with pytest.raises(ConfigError, match="dim_in"):
         projected_gradients(model, batches, RademacherProjection(10, 16))
+
+
+def test_target_positions_pick_each_rows_scored_logits_in_order():
+    from demoscope.selection.gradients import target_positions
+
+    labels = torch.tensor([[-100, -100, 7, 8, -100], [-100, 5, -100, -100, 9], [-100, -100, -100, -100, 4]])
+    positions, targets = target_positions(labels)
+    # logits at t predict labels[t + 1]; rows are padded to the widest (position 0, target -100)
+    assert positions.tolist() == [[1, 2], [0, 3], [3, 0]]
+    assert targets.tolist() == [[7, 8], [5, 9], [4, -100]]
+
+
+def test_projecting_only_target_positions_changes_no_number(monkeypatch):
+    from demoscope.selection import gradients
+
+    model = tiny_lora_model("llama")
+    assert gradients._keeps_logits(model)  # transformers' logits_to_keep: the fast path is the one in use
+    batch = random_batch()
+    fast = per_sample_gradients(model, batch, clamp="instruction")
+    monkeypatch.setattr(gradients, "_keeps_logits", lambda model: False)  # a model without logits_to_keep
+    full = per_sample_gradients(model, batch, clamp="instruction")
+    torch.testing.assert_close(fast.outputs, full.outputs, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fast.grads, full.grads, rtol=1e-4, atol=1e-6)

@@ -78,12 +78,39 @@ def mean_log_odds(logits: torch.Tensor, labels: torch.Tensor, mode: ClampMode = 
     positions get a harmless stand-in probability before the log, so they
     contribute neither NaN values nor gradients.
     """
-    logits, targets = logits[..., :-1, :], labels[..., 1:]
+    return target_log_odds(logits[..., :-1, :], labels[..., 1:], mode)
+
+
+def target_log_odds(logits: torch.Tensor, targets: torch.Tensor, mode: ClampMode = "toy") -> torch.Tensor:
+    """:func:`mean_log_odds` with the shift done: ``logits[..., t, :]`` predicts ``targets[..., t]`` (-100: none)."""
     mask = targets != -100
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     p = torch.where(mask, logp.exp(), torch.full_like(logp, 0.5))
     odds = torch.where(mask, clamped_log_odds(p, mode), torch.zeros_like(p))
     return odds.sum(-1) / mask.sum(-1)
+
+
+def target_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the logit positions that predict a target token, and those tokens: ``[B, K]`` each.
+
+    ``K`` is the widest row's target count; shorter rows are padded with
+    position 0 and target -100. Only these positions need the vocabulary
+    projection: a survey row scores one answer letter out of ~200 tokens.
+    """
+    shifted = labels[:, 1:]
+    mask = shifted != -100
+    width = int(mask.sum(1).max())
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]  # target positions first, in order
+    valid = torch.gather(mask, 1, order)
+    return torch.where(valid, order, 0), torch.where(valid, torch.gather(shifted, 1, order), -100)
+
+
+def _keeps_logits(model: torch.nn.Module) -> bool:
+    """Whether the model's forward can project only chosen positions (transformers' ``logits_to_keep``)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
 def gradient_parameter_names(model: torch.nn.Module) -> list[str]:
@@ -161,15 +188,23 @@ def per_sample_gradients(
     if mask is None:
         mask = torch.ones_like(data["input_ids"])
 
-    def output(p: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+    # Project only the positions that predict a target onto the vocabulary (when the model can).
+    keep = _keeps_logits(model)
+    positions, targets = target_positions(data["labels"]) if keep else (data["labels"], data["labels"])
+
+    def output(p: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               positions: torch.Tensor, targets: torch.Tensor):
         kwargs = {"input_ids": input_ids[None], "attention_mask": attention_mask[None]}
-        logits = functional_call(model, p, args=(), kwargs=kwargs).logits
-        f = mean_log_odds(logits, labels[None], clamp)[0]
+        if keep:
+            logits = functional_call(model, p, args=(), kwargs={**kwargs, "logits_to_keep": positions}).logits
+            f = target_log_odds(logits, targets[None], clamp)[0]
+        else:  # positions and targets are the labels here
+            f = mean_log_odds(functional_call(model, p, args=(), kwargs=kwargs).logits, targets[None], clamp)[0]
         return f, f.detach()
 
     with _eval_mode(model):
-        grads, outputs = vmap(grad(output, has_aux=True), in_dims=(None, 0, 0, 0), chunk_size=chunk_size)(
-            params, data["input_ids"], mask, data["labels"]
+        grads, outputs = vmap(grad(output, has_aux=True), in_dims=(None, 0, 0, 0, 0), chunk_size=chunk_size)(
+            params, data["input_ids"], mask, positions, targets
         )
     flat = torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in names], dim=1)
     return SampleGradients(outputs=outputs.detach(), grads=flat.detach())

@@ -188,18 +188,17 @@ def per_sample_gradients(
     if mask is None:
         mask = torch.ones_like(data["input_ids"])
 
-    # Project only the positions that predict a target onto the vocabulary (when the model can).
+    # Only the positions that predict a target matter: project just those onto the vocabulary when the model can.
     keep = _keeps_logits(model)
-    positions, targets = target_positions(data["labels"]) if keep else (data["labels"], data["labels"])
+    positions, targets = target_positions(data["labels"])
 
     def output(p: dict[str, torch.Tensor], input_ids: torch.Tensor, attention_mask: torch.Tensor,
                positions: torch.Tensor, targets: torch.Tensor):
         kwargs = {"input_ids": input_ids[None], "attention_mask": attention_mask[None]}
         if keep:
-            logits = functional_call(model, p, args=(), kwargs={**kwargs, "logits_to_keep": positions}).logits
-            f = target_log_odds(logits, targets[None], clamp)[0]
-        else:  # positions and targets are the labels here
-            f = mean_log_odds(functional_call(model, p, args=(), kwargs=kwargs).logits, targets[None], clamp)[0]
+            kwargs["logits_to_keep"] = positions
+        logits = functional_call(model, p, args=(), kwargs=kwargs).logits
+        f = target_log_odds(logits if keep else logits[:, positions], targets[None], clamp)[0]
         return f, f.detach()
 
     with _eval_mode(model):

@@ -68,6 +68,7 @@ def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> arg
         text = field.description or name
         if default is not None:
             text += f" (default: {default})"
+        text = text.replace("%", "%%")  # argparse formats help with %; a literal "95%" would crash --help
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif is_list:

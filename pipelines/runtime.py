@@ -52,6 +52,9 @@ def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | 
         ray.init(address=address, **quiet)
     else:
         ray.init(
+            # "local" starts our own instance; with None, Ray would attach to a `ray start` head
+            # (or a stale /tmp/ray/ray_current_cluster) and then refuse num_cpus.
+            address="local",
             num_cpus=num_cpus or os.cpu_count(),
             # The dashboard also serves the state API that Ray Train's controller polls.
             include_dashboard=True,

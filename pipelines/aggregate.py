@@ -43,8 +43,9 @@ writes  OUT/distributions.parquet, OUT/distributions.csv (SubPOP format),
 columns qkey, attribute, group, question, options, responses, refusal_rate,
         ordinal, n, n_eff (Kish), weight_sum, source
 
-example demoscope aggregate --input "runs/synthetic/ATP W26.sav" --input runs/synthetic/GSS2022.dta \\
-            --out runs/agg --subpopulations 61
+example demoscope synth-survey --out runs/synthetic --waves 2
+        demoscope aggregate --input "runs/synthetic/surveys/ATP W26.sav" --input runs/synthetic/surveys/GSS2022.dta \\
+            --codebook runs/synthetic/codebook.json --out runs/agg --subpopulations 61
 """
 
 

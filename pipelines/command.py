@@ -72,7 +72,9 @@ def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> arg
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif is_list:
-            parser.add_argument(flag, dest=name, action="append", type=kind, default=None, metavar=name.upper().rstrip("S"), help=text + "; repeatable")
+            # Say it once: many descriptions already end in "(repeatable)".
+            repeatable = "" if "repeatable" in text else "; repeatable"
+            parser.add_argument(flag, dest=name, action="append", type=kind, default=None, metavar=name.upper().rstrip("S"), help=text + repeatable)
         else:
             parser.add_argument(flag, dest=name, type=kind if kind in (int, float) else str, default=None, metavar=name.upper(), help=text)
     parser.add_argument("--config", dest="_config", metavar="FILE.yaml", help=argparse.SUPPRESS)
@@ -93,10 +95,19 @@ def run_parsed(job: Job, args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"demoscope {job.name}: interrupted; no partial output was written", file=sys.stderr)
-        return 130
+        # Re-raise so that a caller (a test session, a notebook) stops too; at the top of a script
+        # the hook below keeps the traceback off the screen and Python exits by SIGINT (status 130).
+        sys.excepthook = _quiet_interrupt_hook
+        raise
+
+
+def _quiet_interrupt_hook(kind, value, traceback) -> None:
+    """``sys.excepthook`` that prints nothing for Ctrl-C (its message was already printed)."""
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, traceback)
 
 
 def main_for(job: Job, argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m demoscope.pipelines.<job>``."""
-    parser = build_parser(job, argparse.ArgumentParser(prog=f"python -m demoscope.pipelines.{job.name.replace('-', '_')}"))
+    """Entry point for ``python -m demoscope.pipelines.<job>`` (or ``demoscope.tune.<job>``, ``demoscope.serve.run``)."""
+    parser = build_parser(job, argparse.ArgumentParser(prog=f"python -m {job.run.__module__}"))
     return run_parsed(job, parser.parse_intermixed_args(argv))

@@ -18,7 +18,7 @@ from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
 
 DESCRIPTION = """\
 Does a student inherit its teacher's bias? (seed 004, reference part D)
@@ -141,7 +141,7 @@ def run(config: DistillConfig, address: str | None = None, verbose: bool = False
 
     labels = ray.data.from_pandas(frame).map_batches(
         SoftLabelActor, fn_constructor_kwargs={"teacher": teacher, "causal": causal}, batch_size=256,
-        batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0,
+        batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0, **ACTOR_POOL_OPTIONS,
     ).to_pandas()  # row order may differ from the input's: training does not care
     soft_file = out / "soft_labels.parquet"
     atomic_write(soft_file, lambda tmp: labels.to_parquet(tmp, index=False))

@@ -17,7 +17,7 @@ from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
 
 DESCRIPTION = """\
 Bias transfer for opinion models: the teacher (a model, optionally with a
@@ -64,7 +64,7 @@ def _relabel(config: OpinionDistillConfig, split: str, out: Path) -> Path:
     relabelled = ray.data.from_pandas(frame).map_batches(
         TeacherActor, fn_constructor_kwargs={"model": config.teacher, "adapter": config.teacher_adapter,
                                              "backend": choose_backend("auto", config.use_gpu)},
-        batch_size=256, batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0,
+        batch_size=256, batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0, **ACTOR_POOL_OPTIONS,
     ).to_pandas()
     # Plain columns: Arrow-backed list dtypes would not survive pandas' Parquet metadata round trip.
     relabelled = pd.DataFrame({c: [list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v

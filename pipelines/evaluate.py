@@ -1,9 +1,11 @@
 """Score a model on a prepared test set with Ray Data batch inference, then report Wasserstein distances.
 
-Ray Data streams the test set through scoring actors (each holds the model
-once: Transformers on CPU, vLLM on GPU, behind the same scorer protocol) and
-writes per-row predictions to Parquet as they come, so 100k prompts need the
-memory of one block. The report reads back only the distance columns.
+The driver reads and checks the test set with pandas (CSV prompts span lines,
+which Ray Data's CSV reader rejects), then Ray Data streams it through scoring
+actors (each holds the model once: Transformers on CPU, vLLM on GPU, behind
+the same scorer protocol); the driver counts rows as they come back and writes
+the predictions, sorted, into OUT/predictions in one atomic step. The report
+reads back only the distance columns.
 
     demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --model tiny:llama \\
         --adapter runs/train/adapter --out runs/eval
@@ -11,12 +13,8 @@ memory of one block. The report reads back only the distance columns.
 
 from __future__ import annotations
 
-import ast
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +24,7 @@ from demoscope.errors import ConfigError
 from demoscope.io import atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
 
 DESCRIPTION = """\
 Score a model (optionally with a LoRA adapter) on a prepared test set the way
@@ -36,11 +34,23 @@ options) are compared with the human distribution by the range-normalised
 ordinal Wasserstein distance (WD). Baselines: uniform over the ordinal
 options, and the base model with the adapter disabled.
 
-reads   a prepared split (`demoscope prepare`: qkey, input_prompt, output_dist, attribute, group, ordinal)
-writes  OUT/predictions/*.parquet (per row: distributions and WD of every system),
-        OUT/report.md, OUT/metrics.json (mean WD overall and per subpopulation with
-        bootstrap 95% intervals, relative gap reduction), OUT/wd_by_group.png,
-        OUT/wd_histogram.png, OUT/config.yaml
+reads   a prepared split (`demoscope prepare`, .parquet or .csv: qkey, input_prompt,
+        output_dist, attribute, group, ordinal), or a distributions file (`demoscope
+        aggregate`'s .parquet/.csv, or SubPOP-format CSV), told apart by its columns:
+        its prompts are rendered with --steering (QA by default), every row a test row.
+        The file is checked row by row before anything starts; a bad row is one error
+        line naming the file, row, question, group and column (exit 2).
+writes  OUT/predictions/part-00000.parquet (per row: qkey, attribute, group, output_dist,
+        ordinal, dist_<system>, wd_<system>; sorted by qkey, attribute, group; replaced
+        whole, or left as it was if the run fails), OUT/report.md, OUT/metrics.json
+        (mean WD overall and per subpopulation with bootstrap 95% intervals, relative
+        gap reduction), OUT/wd_by_group.png, OUT/wd_histogram.png, OUT/config.yaml
+progress rows scored, rate and time left: a bar on a terminal, a line every 30 s in a log
+
+--baselines-only: no model, no Ray, seconds: `uniform` (equal mass on the options
+        with ordinal >= 0) and `other_groups` (each (question, group) row predicted
+        by the unweighted mean of the human distributions of every other
+        subpopulation on the same question; NaN where a question has one group).
 
 weak-to-strong: --guide-model SMALL --guide-adapter SMALL_TUNED steers --model (large, untuned)
         with p ∝ p_large * (p_tuned / p_untuned)^beta and reports it against the large model
@@ -48,6 +58,7 @@ weak-to-strong: --guide-model SMALL --guide-adapter SMALL_TUNED steers --model (
 
 example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --model tiny:llama \\
             --adapter runs/train/adapter --out runs/eval
+        demoscope evaluate --test-file runs/agg/distributions.parquet --baselines-only --out runs/base
         demoscope evaluate --test-file ... --model meta-llama/Llama-2-70b-hf \\
             --guide-model meta-llama/Llama-2-7b-hf --guide-adapter runs/train/adapter --guide-beta 1.0
         SubPOP-Eval exclusions: --config configs/evaluate/subpop-eval.yaml
@@ -57,18 +68,18 @@ example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --mode
 class OptionScoringActor:
     """A Ray Data UDF: holds a model (and its adapter) and scores blocks of prompts.
 
+    Blocks arrive checked and parsed by the driver (lists, not CSV literals).
     In weak-to-strong mode (``guide_model``) it holds the large model and the
     small tuned/untuned pair, and adds the steered distribution computed from
-    their three answers (no extra forward pass).
+    their three answers (no extra forward pass). A ``_row`` column passes
+    through, so the driver can restore its own order.
     """
 
     def __init__(self, model: str, adapter: str | None, backend: str, batch_size: int, compare_base: bool,
-                 exclude: list[str], guide_model: str | None = None, guide_adapter: str | None = None,
-                 guide_beta: float = 1.0):
+                 guide_model: str | None = None, guide_adapter: str | None = None, guide_beta: float = 1.0):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
 
-        self.exclude = set(exclude)
         self.beta = guide_beta
         path = resolve_model(model)
         if guide_model is not None:
@@ -95,11 +106,11 @@ class OptionScoringActor:
         from demoscope.metrics.opinion import row_distances, uniform_distances
         from demoscope.models.weak_to_strong import reweight
 
-        batch = batch[~batch["qkey"].isin(self.exclude)].reset_index(drop=True)
-        for column in ("output_dist", "ordinal"):
-            batch[column] = [list(ast.literal_eval(v)) if isinstance(v, str) else list(v) for v in batch[column]]
+        batch = batch.reset_index(drop=True)
+        for column in ("output_dist", "ordinal"):  # Arrow hands list cells over as numpy arrays
+            batch[column] = [list(v) for v in batch[column]]
         n_options = [len(o) for o in batch["ordinal"]]
-        out = batch[["qkey", "attribute", "group", "output_dist", "ordinal"]].copy()
+        out = batch[[c for c in ("_row", "qkey", "attribute", "group", "output_dist", "ordinal") if c in batch]].copy()
         for name, scorer in self.scorers.items():
             out[f"dist_{name}"] = [d.tolist() for d in scorer.score(list(batch["input_prompt"]), n_options)]
             out[f"wd_{name}"] = row_distances(out, f"dist_{name}")
@@ -112,7 +123,9 @@ class OptionScoringActor:
 
 
 def systems_for(config: EvaluateConfig) -> list[str]:
-    """Report order: the system under test first, then its baselines."""
+    """Report order: the system under test first, then its baselines (``--baselines-only``: the model-free ones)."""
+    if config.baselines_only:
+        return ["other_groups", "uniform"]
     if config.guide_model is not None:
         return ["steered", "large", "small_tuned", "small_untuned", "uniform"]
     if config.adapter is None:
@@ -121,89 +134,158 @@ def systems_for(config: EvaluateConfig) -> list[str]:
 
 
 def run(config: EvaluateConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Score the test set on Ray Data, then write the report."""
-    test = Path(config.test_file)
-    if not test.exists():
-        raise ConfigError(f"test file {test} does not exist (write it with `demoscope prepare`)")
-    if config.adapter and not (Path(config.adapter) / "adapter_config.json").exists():
-        raise ConfigError(f"adapter folder {config.adapter} has no adapter_config.json (expected OUT/adapter of `demoscope train`)")
-    if config.guide_model is not None:
-        if config.adapter is not None:
-            raise ConfigError("weak-to-strong mode steers the large --model itself: give --guide-adapter, not --adapter")
-        if not config.guide_adapter or not (Path(config.guide_adapter) / "adapter_config.json").exists():
-            raise ConfigError(f"--guide-model needs --guide-adapter, the small model's tuned LoRA folder with "
-                              f"adapter_config.json (got {config.guide_adapter!r})")
+    """Read and check the input in this process, score it (Ray Data actors, or the baselines alone), then report.
+
+    Every user error (a missing file, a malformed row, a missing adapter)
+    is raised before Ray starts. Predictions are sorted by (qkey, attribute,
+    group, prompt) whatever order Ray returns them in, and land in
+    OUT/predictions whole or not at all.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from rich.console import Console
+
+    from demoscope.io import atomic_dir
+    from demoscope.metrics.baselines import baseline_predictions
+    from demoscope.pipelines.progress import RowProgress
+    from demoscope.surveys.finetuning import evaluation_rows
+
+    if not config.baselines_only:
+        if config.adapter and not (Path(config.adapter) / "adapter_config.json").exists():
+            raise ConfigError(f"adapter folder {config.adapter} has no adapter_config.json (expected OUT/adapter of `demoscope train`)")
+        if config.guide_model is not None:
+            if config.adapter is not None:
+                raise ConfigError("weak-to-strong mode steers the large --model itself: give --guide-adapter, not --adapter")
+            if not config.guide_adapter or not (Path(config.guide_adapter) / "adapter_config.json").exists():
+                raise ConfigError(f"--guide-model needs --guide-adapter, the small model's tuned LoRA folder with "
+                                  f"adapter_config.json (got {config.guide_adapter!r})")
+    rows, notes = evaluation_rows(config.test_file, config.steering, config.exclude_questions or [])
+    if rows.empty:
+        raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
+    console = Console(soft_wrap=True)
+    for note in notes:
+        console.print(f"skipped: {note}")
     out = Path(config.out).resolve()
-    save_config(config, out / "config.yaml")
-    backend = choose_backend(config.backend, config.use_gpu)
-    ray = init_ray(address, verbose)
-    import ray.data
+    with atomic_dir(out / "predictions") as staging:
+        if config.baselines_only:
+            predictions = baseline_predictions(rows)
+        else:
+            backend = choose_backend(config.backend, config.use_gpu)
+            ray = init_ray(address, verbose)
+            import ray.data
 
-    from demoscope.models.names import resolve_model
+            from demoscope.models.names import resolve_model
 
-    for name in filter(None, [config.model, config.guide_model]):
-        resolve_model(name)  # build a tiny model once, before the actors start
-    reader = ray.data.read_parquet if test.suffix == ".parquet" else ray.data.read_csv
-    dataset = reader(str(test.resolve())).map_batches(
-        OptionScoringActor,
-        fn_constructor_kwargs={"model": config.model, "adapter": str(Path(config.adapter).resolve()) if config.adapter else None,
-                               "backend": backend, "batch_size": config.batch_size, "compare_base": config.compare_base,
-                               "exclude": config.exclude_questions or [], "guide_model": config.guide_model,
-                               "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None,
-                               "guide_beta": config.guide_beta},
-        batch_size=max(256, config.batch_size),
-        batch_format="pandas",
-        concurrency=config.replicas,
-        num_gpus=1 if config.use_gpu else 0,
-        num_cpus=1,
-    )
-    staging = Path(tempfile.mkdtemp(prefix=".predictions.", dir=out))
-    dataset.write_parquet(str(staging))
-    predictions_dir = out / "predictions"
-    shutil.rmtree(predictions_dir, ignore_errors=True)
-    os.replace(staging, predictions_dir)
-    return report(config, predictions_dir, out)
+            for name in filter(None, [config.model, config.guide_model]):
+                resolve_model(name)  # build a tiny model once, before the actors start
+            # Blocks of one actor batch: replicas share the work and progress moves block by block.
+            chunk = max(256, config.batch_size)
+            rows = rows.assign(_row=range(len(rows)))
+            dataset = ray.data.from_pandas([rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)]).map_batches(
+                OptionScoringActor,
+                fn_constructor_kwargs={
+                    "model": config.model, "adapter": str(Path(config.adapter).resolve()) if config.adapter else None,
+                    "backend": backend, "batch_size": config.batch_size, "compare_base": config.compare_base,
+                    "guide_model": config.guide_model, "guide_beta": config.guide_beta,
+                    "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
+                batch_size=chunk,
+                batch_format="pandas",
+                concurrency=config.replicas,
+                num_gpus=1 if config.use_gpu else 0,
+                num_cpus=1,
+                **ACTOR_POOL_OPTIONS,
+            )
+            console.print(f"scoring {len(rows):,} rows of {config.test_file} with {config.model} "
+                          f"({config.replicas} replica(s), {backend}); loading the model first")
+            parts = []
+            with RowProgress(len(rows), "scoring", console=console) as progress:
+                for part in dataset.iter_batches(batch_format="pandas", batch_size=None):
+                    parts.append(part)
+                    progress.advance(len(part))
+            predictions = pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row")
+        # Ray hands back Arrow-typed pandas columns whose pandas metadata pandas cannot read back: write plain Arrow.
+        table = pa.Table.from_pandas(predictions, preserve_index=False).replace_schema_metadata(None)
+        pq.write_table(table, staging / "part-00000.parquet")
+    save_config(config, out / "config.yaml")  # after the predictions: a failed run leaves the last good config beside them
+    return report(config, out / "predictions", out)
 
 
 def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
-    """Summaries, plots and a Markdown report from the written predictions."""
+    """Summaries, plots and a Markdown report from the written predictions.
+
+    Every number carries a percentile-bootstrap interval that resamples
+    questions (or rows, with ``bootstrap: row``); differences between the
+    first system and each other one are paired (same resamples for both).
+    Rows whose ``wd_<system>`` is NaN (non-ordinal questions) are skipped.
+    """
     from rich.console import Console
 
-    from demoscope.metrics.opinion import summarize
+    from demoscope.metrics.baselines import BASELINE_NOTES
+    from demoscope.metrics.opinion import BOOTSTRAP_NOTES, summarize
     from demoscope.reports import markdown_table, plot_group_wasserstein, plot_wd_histogram
+    from demoscope.reports.tables import interval_cell
 
     systems = systems_for(config)
     columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems]]
     predictions = pd.read_parquet(predictions_dir, columns=columns)
     if predictions.empty:
         raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
-    summary = summarize(predictions, systems, n_boot=config.n_boot, seed=config.seed)
+    kind = getattr(config, "bootstrap", "question")  # EvaluateConfig.bootstrap, where present
+    summary = summarize(predictions, systems, n_boot=config.n_boot, seed=config.seed, bootstrap=kind)
     plot_group_wasserstein(summary["per_group"], systems, out / "wd_by_group.png")
     plot_wd_histogram(predictions, systems, out / "wd_histogram.png")
-    wide = summary["per_group"].pivot_table(index=["attribute", "group"], columns="system", values="mean", sort=False)
-    wide = wide[systems].reset_index()
+    overall, differences, per_group = summary["overall"], summary["differences"], summary["per_group"]
+    method = summary["bootstrap"]["description"]
     metrics = {
         "rows": len(predictions), "questions": int(predictions["qkey"].nunique()),
         "non_ordinal_rows": int(predictions[f"wd_{systems[0]}"].isna().sum()),
-        "overall": summary["overall"].to_dict(orient="records"),
+        "bootstrap": summary["bootstrap"],
+        "overall": overall.to_dict(orient="records"),
+        "differences": differences.to_dict(orient="records"),
         "gap_reduction": summary["gap_reduction"],
-        "per_group": summary["per_group"].to_dict(orient="records"),
+        "per_group": per_group.to_dict(orient="records"),
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    gaps = "\n".join(f"- relative WD reduction of `{systems[0]}` against `{k}`: **{v:.1%}**" for k, v in summary["gap_reduction"].items())
+    shown_overall = pd.DataFrame({
+        "system": overall["system"], "mean WD": overall["mean"],
+        "95% interval": [f"[{r.low:.4f}, {r.high:.4f}]" for r in overall.itertuples()],
+        "rows": overall["n"].astype(int), "questions": overall["questions"].astype(int)})
+    shown_differences = pd.DataFrame({
+        "difference": differences["difference"], "mean": differences["mean"],
+        "95% interval": [f"[{r.low:.4f}, {r.high:.4f}]" for r in differences.itertuples()],
+        "excludes 0": ["yes" if x else "no" for x in differences["excludes_zero"]],
+        "relative gap reduction": [f"{r.gap_reduction:.1%} [{r.gap_low:.1%}, {r.gap_high:.1%}]" for r in differences.itertuples()],
+        "rows": differences["n"].astype(int), "questions": differences["questions"].astype(int)})
+    cells = per_group.assign(cell=[interval_cell(r.mean, r.low, r.high) for r in per_group.itertuples()])
+    wide = cells.pivot(index=["attribute", "group"], columns="system", values="cell")[systems]
+    counts = cells[cells.system == systems[0]].set_index(["attribute", "group"])["n"].rename("n")
+    wide = pd.concat([counts, wide], axis=1).reset_index()
+    scored_by = ("No model: baselines only." if getattr(config, "baselines_only", False) else
+                 f"Model `{config.model}`{f', adapter `{config.adapter}`' if config.adapter else ''}.{_guide_note(config)}")
+    baselines = "\n".join(f"- {BASELINE_NOTES[s]}" for s in systems if s in BASELINE_NOTES)
     text = f"""# Opinion evaluation
 
 Test set `{config.test_file}`: {metrics['rows']:,} rows, {metrics['questions']} questions
 ({metrics['non_ordinal_rows']} rows of non-ordinal questions have no WD and are skipped).
-Model `{config.model}`{f", adapter `{config.adapter}`" if config.adapter else ""}.{_guide_note(config)}
+{scored_by}
 
-## Mean Wasserstein distance (lower is better, 95% bootstrap interval)
+Baselines:
+{baselines}
 
-{markdown_table(summary['overall'].assign(n=summary['overall']['n'].astype(int)))}
+Intervals: {method}. {BOOTSTRAP_NOTES[kind]}
 
-{gaps}
+## Mean Wasserstein distance (lower is better)
 
-## Per subpopulation
+{markdown_table(shown_overall, floatfmt=".4f")}
+
+## Differences in mean WD (paired: both systems on the same resamples)
+
+Negative means `{systems[0]}` is closer to the humans. The relative gap reduction is
+(other - {systems[0]}) / other of the mean WDs.
+
+{markdown_table(shown_differences, floatfmt=".4f")}
+
+## Per subpopulation (mean WD [95% interval]; n rows per group)
 
 {markdown_table(wide)}
 
@@ -213,10 +295,12 @@ Model `{config.model}`{f", adapter `{config.adapter}`" if config.adapter else ""
 """
     atomic_write_text(out / "report.md", text)
     console = Console(soft_wrap=True)
-    for row in summary["overall"].itertuples():
-        console.print(f"{row.system:>8}: mean WD {row.mean:.4f}  [{row.low:.4f}, {row.high:.4f}]")
-    for other, value in summary["gap_reduction"].items():
-        console.print(f"relative WD reduction vs {other}: {value:.1%}")
+    console.print(method)
+    for row in overall.itertuples():
+        console.print(f"{row.system:>13}: mean WD {row.mean:.4f}  [{row.low:.4f}, {row.high:.4f}]")
+    for row in differences.itertuples():
+        console.print(f"{row.difference:>28}: {row.mean:+.4f}  [{row.low:+.4f}, {row.high:+.4f}]  "
+                      f"gap reduction {row.gap_reduction:.1%}")
     console.print(f"report: {out / 'report.md'}")
     return 0
 

@@ -7,20 +7,17 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from demoscope.config import GenerateConfig, save_config
 from demoscope.errors import ConfigError
-from demoscope.io import atomic_write, atomic_write_text
+from demoscope.io import atomic_dir, atomic_write, atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
 
 DESCRIPTION = """\
 Steer a large model with a small tuned/untuned pair (weak-to-strong search):
@@ -155,12 +152,10 @@ def run(config: GenerateConfig, address: str | None = None, verbose: bool = Fals
     dataset = dataset.map_batches(
         GenerationActor, fn_constructor_kwargs={"settings": config.model_dump(mode="json")},
         batch_size=config.batch_size, batch_format="pandas", concurrency=config.replicas,
-        num_gpus=1 if config.use_gpu else 0, num_cpus=1,
+        num_gpus=1 if config.use_gpu else 0, num_cpus=1, **ACTOR_POOL_OPTIONS,
     )
-    staging = Path(tempfile.mkdtemp(prefix=".generations.", dir=out))
-    dataset.write_parquet(str(staging))
-    shutil.rmtree(out / "generations", ignore_errors=True)
-    os.replace(staging, out / "generations")
+    with atomic_dir(out / "generations") as staging:
+        dataset.write_parquet(str(staging))
     return report(config, out)
 
 

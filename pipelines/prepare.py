@@ -22,6 +22,7 @@ from demoscope.errors import ConfigError, SurveyFormatError
 from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
 from demoscope.surveys import read_distributions
+from demoscope.surveys.output import list_literal
 from demoscope.surveys.finetuning import SPLITS, check_ratios, prepare_splits, screen_distributions
 from demoscope.surveys.prompts import SteeringType, load_steering_prompts, steering_group, steering_prefix
 
@@ -36,6 +37,11 @@ reads   the distributions.parquet that `demoscope aggregate` writes, or a SubPOP
         refusal_rate, ordinal; lists as Python literals); OpinionQA group names
         (CITIZEN Yes/No, MARITAL 'Never been married', POLPARTY Other) are mapped
         to the steering prompts' wording
+checks  every row before writing anything: shares finite and >= 0, responses summing
+        to 1, refusal_rate in [0, 1], one option per response plus the refusal,
+        1..len(responses) ordinal positions, one row per (qkey, attribute, group);
+        a bad file is one error line naming the file, row, CSV line, question, group
+        and column (exit 2). Questions with over 10 options are skipped with a note.
 writes  OUT/opnqa_{TYPE}_{train,val,test}.csv and .parquet for each steering
         TYPE (QA, BIO, PORTRAY, ALL; ALL = one row each of BIO, QA, PORTRAY),
         OUT/config.yaml; an empty split still gets a file with the header
@@ -75,13 +81,16 @@ def write_split(frame: pd.DataFrame, stem: Path) -> None:
     schema = pa.schema([("qkey", text), ("input_prompt", text), ("output_dist", floats),
                         ("attribute", text), ("group", text), ("ordinal", floats)])
     atomic_write(stem.with_suffix(".parquet"), lambda tmp: frame.to_parquet(tmp, index=False, schema=schema))
-    csv = frame.assign(output_dist=frame["output_dist"].map(lambda v: str(list(v))),
-                       ordinal=frame["ordinal"].map(lambda v: str(list(v))))
+    csv = frame.assign(output_dist=frame["output_dist"].map(list_literal), ordinal=frame["ordinal"].map(list_literal))
     atomic_write(stem.with_suffix(".csv"), lambda tmp: csv.to_csv(tmp, index=False))
 
 
 def run(config: PrepareConfig, address: str | None = None, verbose: bool = False) -> int:
-    """CLI entry: read, screen, split, render and write every steering type; print a summary."""
+    """CLI entry: read, check and screen, split, render and write every steering type; print a summary.
+
+    Excluded questions are dropped before the checks, so excluding a broken
+    question is a way past it.
+    """
     ratios = (config.train_ratio, config.val_ratio, config.test_ratio)
     check_ratios(*ratios)
     distributions = read_input(config.distributions)

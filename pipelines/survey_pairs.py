@@ -45,10 +45,10 @@ def run(config: SurveyPairsConfig, address: str | None = None, verbose: bool = F
     from rich.console import Console
 
     from demoscope.config import save_config
-    from demoscope.training.opinion_data import read_prepared
+    from demoscope.surveys.finetuning import read_split
     from demoscope.training.preference_data import survey_preferences
 
-    split = read_prepared(config.split)
+    split = read_split(config.split)  # checked row by row: a bad share is an error line, not a wrong pair
     pairs = survey_preferences(split, _groups(config.toward, "toward"), _groups(config.away, "away"), config.min_gap)
     out = Path(config.out)
     atomic_write(out, lambda tmp: pairs.to_json(tmp, orient="records", lines=True))

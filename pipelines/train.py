@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -30,9 +32,11 @@ from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_dir, atomic_write_text
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import check_resources, init_ray
 from demoscope.pipelines.train_distill import distill_loop
 from demoscope.pipelines.train_preference import preference_loop
+from demoscope.pipelines.train_progress import STEP_EVERY, ProgressPump, worker_settings
+from demoscope.training.progress import ProgressClock, epoch_record, epoch_summary, step_record
 
 DESCRIPTION = """\
 Train on Ray Train (DDP, or FSDP), one objective per run:
@@ -53,7 +57,7 @@ writes  OUT/adapter (best LoRA adapter, PEFT format; distill: OUT/student), OUT/
 example demoscope train --objective opinion-kl --model tiny:llama --num-workers 2 \\
             --train-file runs/prepare/opnqa_QA_train.parquet --val-file runs/prepare/opnqa_QA_val.parquet \\
             --out runs/train epochs=3 lora.r=8
-        demoscope train --objective distill --student cnn --train-file runs/distill/soft_labels.parquet \
+        demoscope train --objective distill --student cnn --train-file runs/distill/soft_labels.parquet \\
             --out runs/cnn-distilled alpha=0.9
         presets: demoscope train --config configs/subpop/llama-2-7b.yaml (GPU cluster)
 """
@@ -74,7 +78,8 @@ def train_loop(cfg: dict) -> None:
     from demoscope.training.opinion_loop import train_epoch, validate
     from demoscope.training.schedules import make_scheduler
 
-    config = TrainConfig.model_validate(cfg)
+    settings, send = worker_settings(cfg)
+    config = TrainConfig.model_validate(settings)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -121,6 +126,7 @@ def train_loop(cfg: dict) -> None:
 
         writer = SummaryWriter(str(Path(config.out) / "tensorboard"))
     objective = "kl" if config.objective == "opinion-kl" else "wd"
+    clock = ProgressClock(steps_per_epoch * config.epochs, done_before=start_epoch * steps_per_epoch, every=STEP_EVERY)
 
     def reduce(sums: dict[str, float]) -> dict[str, float]:
         if world == 1:
@@ -137,6 +143,8 @@ def train_loop(cfg: dict) -> None:
             if writer:
                 writer.add_scalar("train/loss", metrics["loss"], step0 + step)
                 writer.add_scalar("train/lr", metrics["lr"], step0 + step)
+            if send and clock.due():
+                send(step_record(clock, epoch, config.epochs, step, steps_per_epoch, metrics["loss"], step0 + step))
 
         started = time.perf_counter()
         sums = reduce(train_epoch(wrapped, train_loader, optimizer, scheduler, labels, objective,
@@ -166,6 +174,8 @@ def train_loop(cfg: dict) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
         else:
             ray.train.report(metrics)
+        if send:  # after the report, so a printed epoch is one that Ray Train has registered
+            send(epoch_record(clock, config.epochs, metrics, step0 + steps_per_epoch))
     if writer:
         writer.close()
 
@@ -198,14 +208,8 @@ def _unwrap(model):
 
 
 def _epoch_line(m: dict) -> str:
-    if "train_accuracy" in m:  # a distillation student
-        val = f"  val loss {m['val_loss']:.4f} accuracy {m['val_accuracy']:.3f}" if "val_accuracy" in m else ""
-        return f"epoch {m['epoch']}: train loss {m['train_loss']:.4f} accuracy {m['train_accuracy']:.3f}{val}"
-    if "train_kl" not in m:  # a TRL run: the Trainer's own log names
-        shown = {k: m[k] for k in ("loss", "rewards/accuracies", "rewards/margins", "eval_loss") if k in m}
-        return f"epoch {m['epoch']:g}: " + "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
-    val = f"  val kl {m['val_kl']:.4f} wd {m['val_wd']:.4f}" if "val_kl" in m else ""
-    return f"epoch {m['epoch']}: train kl {m['train_kl']:.4f} wd {m['train_wd']:.4f}{val}  lr {m['lr']:.2e}"
+    """An epoch of metrics.json as one line (epochs as metrics.json numbers them)."""
+    return f"epoch {m['epoch']:g}: {epoch_summary(m)}"
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
@@ -223,6 +227,11 @@ def resolve(config: TrainConfig) -> TrainConfig:
     if config.objective in ("dpo", "sft") and config.strategy == "fsdp" and not config.use_gpu:
         raise ConfigError("--strategy fsdp for dpo/sft shards through accelerate, which supports FSDP only on GPUs; "
                           "on CPU workers use --strategy ddp (or --use-gpu on a GPU cluster)")
+    if config.objective in ("opinion-kl", "opinion-wd"):
+        from demoscope.surveys.finetuning import read_split
+
+        for path in filter(None, [config.train_file, config.val_file]):
+            read_split(path)  # a bad row fails here, named, before Ray starts
     return config.model_copy(update={
         "out": str(Path(config.out).resolve()),
         "train_file": str(Path(config.train_file).resolve()) if Path(config.train_file).exists() else config.train_file,
@@ -231,8 +240,12 @@ def resolve(config: TrainConfig) -> TrainConfig:
     })
 
 
-def build_trainer(config: TrainConfig, callbacks: list | None = None):
-    """The ``TorchTrainer`` for a resolved config (``callbacks``: Ray Train callbacks, e.g. Tune's reporter)."""
+def build_trainer(config: TrainConfig, callbacks: list | None = None, progress: ProgressPump | None = None):
+    """The ``TorchTrainer`` for a resolved config.
+
+    ``callbacks`` are Ray Train callbacks (e.g. Tune's reporter); with
+    ``progress`` the workers send their progress records to its queue.
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -241,9 +254,10 @@ def build_trainer(config: TrainConfig, callbacks: list | None = None):
     resolve_model(config.model)  # build the tiny model once here, not in every worker at once
     preference = config.objective in ("dpo", "sft")
     loop = {"dpo": preference_loop, "sft": preference_loop, "distill": distill_loop}.get(config.objective, train_loop)
+    settings = config.model_dump(mode="json")
     return TorchTrainer(
         loop,
-        train_loop_config=config.model_dump(mode="json"),
+        train_loop_config=progress.loop_config(settings) if progress else settings,
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=RunConfig(
             name="train",
@@ -280,22 +294,90 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     """Launch the TorchTrainer, then export the best adapter and the metrics."""
     config = resolve(config)
     out = Path(config.out)
+    resuming = check_previous_run(config, out)
     save_config(config, out / "config.yaml")
     init_ray(address, verbose)
-    trainer = build_trainer(config)
+    check_resources("train", config.num_workers, config.use_gpu)
     from rich.console import Console
 
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True)  # soft_wrap: long lines (paths) wrap instead of being cut at the width
+    if resuming:
+        console.print(f"{out} holds an earlier run with the same settings: resuming it from its last checkpoint",
+                      markup=False)
     where = f"{config.num_workers} {'GPU' if config.use_gpu else 'CPU'} workers, {config.strategy.upper()}"
-    with console.status(f"training {config.model} ({config.objective}) on Ray Train: {where}; "
-                        f"watch with: tensorboard --logdir {out / 'tensorboard'}"):
-        result = trainer.fit()
+    console.print(f"training {config.model} ({config.objective}) on Ray Train: {where}; progress below and in "
+                  f"{out / 'progress.jsonl'}; curves: tensorboard --logdir {out / 'tensorboard'}", markup=False)
+    with ProgressPump(out / "progress.jsonl") as progress:
+        result = fit_interruptibly(build_trainer(config, progress=progress))
     best_metrics, history = export_result(result, config)
-    for metrics in history:
-        console.print(_epoch_line(metrics))
+    if not progress.printer.shown:  # nothing came through live (e.g. every epoch was done before a re-run)
+        for metrics in history:
+            console.print(_epoch_line(metrics), markup=False)
     artifact = out / ("student" if config.objective == "distill" else "adapter")
     console.print(f"best epoch {best_metrics['epoch']}; {artifact.name} -> {artifact}")
     return 0
+
+
+def check_previous_run(config: TrainConfig, out: Path) -> bool:
+    """True when ``out`` holds an earlier run of the same settings (it resumes); refuse other settings.
+
+    Ray Train resumes from the checkpoints under ``out``, so re-running into a
+    folder that holds a run with another learning rate or data would silently
+    continue that run instead of starting the one asked for.
+    """
+    import yaml
+
+    saved_path = out / "config.yaml"
+    if not saved_path.is_file():
+        return False
+    saved = yaml.safe_load(saved_path.read_text()) or {}
+    wanted = config.model_dump(mode="json")
+    changed = {key: (saved.get(key), value) for key, value in wanted.items()
+               if key not in RESUME_FREE_FIELDS and saved.get(key) != value}
+    if changed:
+        shown = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in list(changed.items())[:6])
+        raise ConfigError(f"{out} already holds a training run with other settings ({shown}); running into it would "
+                          f"resume that run. Give a new --out, or delete {out} to start over")
+    return True
+
+
+# Settings that may change between a run and its resumption without making it another run.
+RESUME_FREE_FIELDS = {"max_failures"}
+
+
+def fit_interruptibly(trainer):
+    """``trainer.fit()``, where Ctrl-C stops the run and raises ``KeyboardInterrupt`` in the caller.
+
+    Ray Train 2.60's ``fit()`` installs a SIGINT handler that aborts the run
+    and lets ``fit()`` return as if it had finished (the job would then export
+    a partial result), and never removes it, so later Ctrl-Cs in the same
+    process (a test session) are swallowed. We give it our handler through its
+    own hook instead: abort the controller (workers stop, checkpoints stay for
+    a re-run), then raise. The caller's handler is restored when ``fit()`` ends.
+    """
+    if threading.current_thread() is not threading.main_thread():  # Tune trials: signals belong to the main thread
+        return trainer.fit()
+    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.default_int_handler if previous is None else previous  # None: set outside Python
+
+    def register(controller) -> None:
+        import ray
+
+        def on_sigint(signum, frame) -> None:
+            signal.signal(signal.SIGINT, previous)  # a second Ctrl-C during the abort acts at once
+            try:
+                ray.get(controller.abort.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - a controller already gone needs no abort; the interrupt still stands
+                pass
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, on_sigint)
+
+    trainer._register_sigint_handler = register
+    try:
+        return trainer.fit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _replace_dir(source: Path, target: Path, keep: tuple[str, ...] | None = None) -> None:

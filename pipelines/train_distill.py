@@ -24,8 +24,11 @@ def distill_loop(cfg: dict) -> None:
     from demoscope.distill.data import read_labelled
     from demoscope.distill.training import epoch_metrics, make_loader, make_optimizer, train_epoch
     from demoscope.models.names import resolve_model
+    from demoscope.pipelines.train_progress import worker_settings
+    from demoscope.training.progress import ProgressClock, epoch_record
 
-    config = TrainConfig.model_validate(cfg)
+    settings, send = worker_settings(cfg)
+    config = TrainConfig.model_validate(settings)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     soft = config.distill_mode != "baseline"
@@ -48,6 +51,7 @@ def distill_loop(cfg: dict) -> None:
         _unwrap(student.module).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optim"])
         start, resumed_from = state["epoch"] + 1, state["epoch"]
+    clock = ProgressClock(config.epochs, done_before=start)  # students train fast: progress per epoch
     for epoch in range(start, config.epochs):
         sampler.set_epoch(epoch)
         sums = train_epoch(student.module, loader, optimizer, config.distill_mode, config.alpha, config.temperature)
@@ -78,3 +82,5 @@ def distill_loop(cfg: dict) -> None:
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
         else:
             ray.train.report(metrics)
+        if send:  # after the report, so a printed epoch is one that Ray Train has registered
+            send(epoch_record(clock, config.epochs, metrics, epoch + 1))

@@ -19,10 +19,12 @@ def preference_loop(cfg: dict) -> None:
 
     from demoscope.models import load_causal_lm
     from demoscope.models.names import resolve_model
-    from demoscope.training.preference import run_facts, train_dpo, train_sft
+    from demoscope.pipelines.train_progress import STEP_EVERY, worker_settings
+    from demoscope.training.preference import progress_callback, run_facts, train_dpo, train_sft
     from demoscope.training.preference_data import filter_long_rows, format_prompts, read_preferences
 
-    config = TrainConfig.model_validate(cfg)
+    settings, send = worker_settings(cfg)
+    config = TrainConfig.model_validate(settings)
     # The Trainer places the model; QLoRA loads it in 4 bits on the GPU (the `gpu` extra's bitsandbytes).
     model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="auto",
                                       device="cuda" if config.load_in_4bit else "cpu", load_in_4bit=config.load_in_4bit)
@@ -36,25 +38,34 @@ def preference_loop(cfg: dict) -> None:
         data = format_prompts(read_preferences(path), config.prompt_template, tokenizer)
         return filter_long_rows(data, config.max_chars)[0] if config.max_chars else data
 
-    resume, resumed_step, staging = None, -1, tempfile.mkdtemp(prefix="demoscope-trainer-")
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:  # restarted or re-run: continue the Trainer from its last save
-        with checkpoint.as_directory() as folder:
-            resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME, Path(staging) / "resume")
-        resumed_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(config.out) / "tensorboard")  # transformers 5 reads it here
-    extra = trainer_arguments(config, model)
-    common = dict(
-        model=model, tokenizer=tokenizer, train=frame(config.train_file), output_dir=Path(staging) / "trainer",
-        lora=config.lora, lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
-        max_length=config.max_length, seed=config.seed, callbacks=[run_facts(resumed_step), RayTrainReportCallback()],
-        report_to=["tensorboard"] if ray.train.get_context().get_world_rank() == 0 else "none",
-        extra=extra, eval_data=frame(config.val_file) if config.val_file else None, resume_from=resume,
-    )
-    if config.objective == "dpo":
-        train_dpo(beta=config.beta, **common)
-    else:
-        train_sft(**common)
+    # The Trainer's own checkpoints go to a scratch folder (Ray Train keeps the copies it is sent);
+    # it is removed however the worker ends, so runs leave no debris in the temp folder.
+    staging = tempfile.mkdtemp(prefix="demoscope-trainer-")
+    try:
+        resume, resumed_step = None, -1
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint:  # restarted or re-run: continue the Trainer from its last save
+            with checkpoint.as_directory() as folder:
+                resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME, Path(staging) / "resume")
+            resumed_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(config.out) / "tensorboard")  # transformers 5 reads it here
+        callbacks = [run_facts(resumed_step), RayTrainReportCallback()]
+        if send:
+            callbacks.append(progress_callback(send, every=STEP_EVERY))
+        common = dict(
+            model=model, tokenizer=tokenizer, train=frame(config.train_file), output_dir=Path(staging) / "trainer",
+            lora=config.lora, lr=config.lr, epochs=config.epochs, batch_size=config.batch_size,
+            max_length=config.max_length, seed=config.seed, callbacks=callbacks,
+            report_to=["tensorboard"] if ray.train.get_context().get_world_rank() == 0 else "none",
+            extra=trainer_arguments(config, model), eval_data=frame(config.val_file) if config.val_file else None,
+            resume_from=resume,
+        )
+        if config.objective == "dpo":
+            train_dpo(beta=config.beta, **common)
+        else:
+            train_sft(**common)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def trainer_arguments(config: TrainConfig, model) -> dict:

@@ -1,6 +1,7 @@
 """The opinions HTTP API on Ray Serve: an ingress with typed schemas and a batched model deployment.
 
-    serve run serve/config.yaml          # or: demoscope serve --adapters.subpop runs/train/adapter
+    demoscope serve adapters.subpop=runs/train/adapter   # keeps Ray on loopback by itself
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=token serve run serve/config.yaml
     curl -s 127.0.0.1:8000/v1/opinions -H 'content-type: application/json' -d @request.json
 
 ``OpinionModel`` holds one base model and any number of LoRA adapters and
@@ -17,9 +18,13 @@ import math
 import os
 from collections import defaultdict
 
+from importlib.resources import files
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from ray import serve
 
 from demoscope.config import ServeConfig
@@ -45,7 +50,22 @@ api = FastAPI(
     version="1",
     responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                422: {"model": ErrorResponse}},
+    docs_url=None,  # FastAPI's own /docs and /redoc load their scripts from a CDN: blank offline
+    redoc_url=None,
 )
+# Swagger UI 5 (it renders OpenAPI 3.1), shipped as files by the fastapi-offline package.
+DOCS_ASSETS = "/docs-assets"
+api.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
+
+
+@api.get("/docs", include_in_schema=False)
+async def _docs(request: Request) -> HTMLResponse:
+    """Swagger UI with every asset served by this app, so the page works without internet."""
+    root = request.scope.get("root_path", "").rstrip("/")  # the app's route prefix, when not "/"
+    return get_swagger_ui_html(openapi_url=f"{root}{api.openapi_url}", title=f"{api.title} - docs",
+                               swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+                               swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png")
 
 
 class ApiError(Exception):

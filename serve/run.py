@@ -40,11 +40,14 @@ def run(config: ServeConfig, address: str | None = None, verbose: bool = False) 
     if not config.blocking:
         return 0
     stop = {"now": False}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.update(now=True))
-    while not stop["now"]:
-        time.sleep(0.5)
-    serve.shutdown()
+    previous = {sig: signal.signal(sig, lambda *_: stop.update(now=True)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop["now"]:
+            time.sleep(0.5)
+        serve.shutdown()
+    finally:  # the caller's handlers again: a later Ctrl-C must reach it
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 

@@ -19,7 +19,7 @@ from demoscope.config import SelectConfig, save_config
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
 from demoscope.selection.report import VERIFICATION_COLUMNS, SelectionOutcome
 
 DESCRIPTION = """\
@@ -53,7 +53,7 @@ writes  OUT/gradients/ (shards + meta.json), OUT/scores.csv, OUT/trials.csv,
 example demoscope select --n-subsets 60 --verify 2 --out runs/select
         demoscope select --task subpop --train-file runs/demo/prepare/opnqa_QA_train.parquet \\
             --val-file runs/demo/prepare/opnqa_QA_val.parquet --adapter runs/demo/train/adapter --n-subsets 8
-        demoscope select --task subpop --sources topic --target-groups POLPARTY=Democrat \
+        demoscope select --task subpop --sources topic --target-groups POLPARTY=Democrat \\
             --train-file runs/demo/prepare/opnqa_QA_train.parquet --val-file runs/demo/prepare/opnqa_QA_val.parquet
 """
 
@@ -96,7 +96,32 @@ def _trial(params: dict, world, root: str) -> dict:
     return {"estimated_loss": loss, "seconds": time.perf_counter() - start}
 
 
-def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str, concurrent: int) -> pd.DataFrame:
+class EstimateCache:
+    """First-order estimates by subset (a frozenset of sources): each distinct subset is a Tune trial once.
+
+    Random ensembles draw the same subset again, and greedy rounds meet
+    subsets the ensemble already estimated; an estimate depends only on the
+    subset, so those are looked up instead of re-run.
+    """
+
+    def __init__(self, world, root: str, out: Path, concurrent: int, console):
+        self.world, self.root, self.out, self.concurrent, self.console = world, root, out, concurrent, console
+        self.rows: dict[frozenset, dict] = {}
+
+    def estimate(self, subsets: list[list[str]], name: str, label: str) -> pd.DataFrame:
+        """``subsets`` (as given, repeats kept) with their estimates; only unseen subsets run, as one Tune experiment."""
+        todo = list({frozenset(s): s for s in subsets if frozenset(s) not in self.rows}.values())
+        distinct = len({frozenset(s) for s in subsets})
+        self.console.print(f"{label}: {len(subsets)} subsets, {distinct} distinct, {len(todo)} to estimate as Tune trials "
+                           f"({distinct - len(todo)} already estimated)")
+        if todo:
+            for row in _run_trials(todo, self.world, self.root, self.out, name, self.concurrent):
+                self.rows[frozenset(row["subset"])] = row
+        return pd.DataFrame([{**self.rows[frozenset(s)], "subset": list(s)} for s in subsets])
+
+
+def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str, concurrent: int) -> list[dict]:
+    """One Tune experiment, a trial per subset: ``[{subset, estimated_loss, seconds}]``."""
     from ray import tune
 
     trainable = tune.with_resources(tune.with_parameters(_trial, world=world, root=root), {"cpu": 1})
@@ -111,7 +136,7 @@ def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str
     if len(rows) != len(subsets):
         errors = [str(r.error) for r in results if r.error]
         raise RuntimeError(f"{len(subsets) - len(rows)} subset trials failed; first: {errors[:1]}")
-    return pd.DataFrame(rows)
+    return rows
 
 
 def run(config: SelectConfig, address: str | None = None, verbose: bool = False) -> int:
@@ -156,7 +181,7 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
         # One block per source, made in the driver: no upstream task then competes with the actors for CPUs.
         timing = ray.data.from_pandas([pd.DataFrame({"source": [s]}) for s in todo]).map_batches(
             GradientActor, fn_constructor_args=(world, root), batch_size=1, batch_format="pandas",
-            concurrency=min(len(todo), config.max_concurrent_trials), num_cpus=1,
+            concurrency=min(len(todo), config.max_concurrent_trials), num_cpus=1, **ACTOR_POOL_OPTIONS,
         ).to_pandas()
         console.print(f"{int(timing.samples.sum())} samples of {len(timing)} sources in {timing.seconds.sum():.1f} s")
 
@@ -164,7 +189,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     sources = list(world.sources)
     size = int(config.subset_size) if config.subset_size >= 1 else config.subset_size  # a count, or a fraction
     subsets = [[sources[i] for i in s] for s in sample_subsets(len(sources), config.n_subsets, size, config.seed)]
-    trials = _run_trials(subsets, world, root, out, "ensemble", config.max_concurrent_trials)
+    cache = EstimateCache(world, root, out, config.max_concurrent_trials, console)
+    trials = cache.estimate(subsets, "ensemble", "random ensemble")
     atomic_write(out / "trials.csv", lambda tmp: trials.assign(subset=trials.subset.map(",".join)).to_csv(tmp, index=False))
     scores = ensemble_scores(sources, trials["subset"].tolist(), trials["estimated_loss"].tolist())
     table = pd.DataFrame({"source": sources, "score": [scores[s] for s in sources],
@@ -185,8 +211,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     selected, best, history = [], float("inf"), []
     while len(selected) < len(sources):
         candidates = [s for s in sources if s not in selected]
-        round_trials = _run_trials([selected + [c] for c in candidates], world, root, out, f"greedy-{len(selected)}",
-                                   config.max_concurrent_trials)
+        round_trials = cache.estimate([selected + [c] for c in candidates], f"greedy-{len(selected)}",
+                                      f"greedy round {len(selected) + 1}/{len(sources)}")
         winner = round_trials.loc[round_trials.estimated_loss.idxmin()]
         history.append({"round": len(selected), "added": winner.subset[-1], "estimated_loss": winner.estimated_loss})
         if winner.estimated_loss >= best:

@@ -15,9 +15,9 @@ from demoscope.config import SweepConfig, save_config
 from demoscope.config.loading import check_keys, merge_settings, parse_overrides, read_yaml
 from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
-from demoscope.io import atomic_write
+from demoscope.io import atomic_dir, atomic_write
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import init_ray
+from demoscope.pipelines.runtime import check_resources, init_ray
 
 DESCRIPTION = """\
 Sweep a training job's settings with Ray Tune. Every trial is a full
@@ -35,17 +35,46 @@ writes  OUT/trials/<trial id>/ (each trial's train outputs: adapter, metrics.jso
         watch: tensorboard --logdir OUT/trials; the Ray dashboard (ray start --head ...)
 
 example demoscope sweep --base configs/tiny-demo.yaml --set train_file=runs/demo/prepare/opnqa_QA_train.parquet \\
-            --set val_file=runs/demo/prepare/opnqa_QA_val.parquet --space configs/sweeps/opinion-lr-rank.yaml \\
-            --scheduler asha --num-samples 2 --out runs/sweep
-        a re-run with the same --out resumes an interrupted sweep.
+            --set val_file=runs/demo/prepare/opnqa_QA_val.parquet --set num_workers=1 \\
+            --space configs/sweeps/opinion-lr-rank.yaml --scheduler asha --num-samples 2 --out runs/sweep
+        a re-run with the same --out resumes an interrupted sweep. Each trial holds its
+        num_workers CPUs (GPUs with use_gpu=true); a trial that cannot fit is refused at once.
 """
+
+
+# Train settings that name local files or folders. Tune runs each trial in its own folder,
+# so the driver pins them to absolute paths before any trial sees them.
+FILE_KEYS = ("train_file", "val_file", "model")  # may also be hub ids or tiny:llama: pinned only if they exist here
+FOLDER_KEYS = ("init_adapter", "storage_path")  # always local paths (or URIs)
+TRIAL_CPUS = 0.01  # the trial only waits on its Train run, whose workers hold the CPUs (Tune refuses a bundle of 0)
+
+
+def _absolute(key: str, value):
+    """``value`` as an absolute path where ``key`` names a local path; hub ids, URIs and non-strings as given."""
+    if not isinstance(value, str) or not value or "://" in value:
+        return value
+    if key in FOLDER_KEYS or (key in FILE_KEYS and Path(value).exists()):
+        return str(Path(value).resolve())
+    return value
+
+
+def _pin_paths(settings: dict) -> dict:
+    """Train settings (or a flat search space) with every local path made absolute, grid/choice lists included."""
+    pinned = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("grid", "choice"):
+            kind, values = next(iter(value.items()))
+            pinned[key] = {kind: [_absolute(key, v) for v in values]}
+        else:
+            pinned[key] = _absolute(key, value)
+    return pinned
 
 
 def _base_settings(config: SweepConfig) -> dict:
     """The train config every trial starts from (training part of a YAML like configs/tiny-demo.yaml allowed)."""
     data = read_yaml(config.base) if config.base else {}
     data = data.get("train", data)  # the demo config nests its training settings under `train`
-    return merge_settings(data, parse_overrides(config.set))
+    return _pin_paths(merge_settings(data, parse_overrides(config.set)))
 
 
 def _trial(params: dict, base: dict, out: str) -> None:
@@ -67,35 +96,50 @@ def _check(config: SweepConfig, base: dict, space: dict) -> TrainConfig:
     """Fail before Ray starts: unknown keys anywhere, or a base config that does not validate."""
     from demoscope.tune.space import trial_settings
 
+    from demoscope.pipelines import train as train_job
+
     check_keys(TrainConfig, base)
     check_keys(TrainConfig, trial_settings({k: None for k in space}))
     probe = {**base, "out": str(Path(config.out) / "probe")}
     try:
-        return TrainConfig.model_validate(probe)
+        probe = TrainConfig.model_validate(probe)
     except Exception as error:  # noqa: BLE001 - pydantic's message, with the sweep named
         raise ConfigError(f"sweep base config is not a valid train config: {error}") from None
+    if not {"train_file", "val_file", "init_adapter"} & set(space):
+        train_job.resolve(probe)  # missing files fail here, once, not in every trial
+    return probe
+
+
+def _largest_workers(probe: TrainConfig, space: dict) -> int:
+    """The most Ray Train workers any trial asks for (num_workers may itself be swept)."""
+    spec = space.get("num_workers", probe.num_workers)
+    if isinstance(spec, dict):
+        values = next(iter(spec.values()))
+        return int(max(values))
+    return int(spec)
 
 
 def run(config: SweepConfig, address: str | None = None, verbose: bool = False) -> int:
     """Run (or resume) the sweep, then export the best trial and a table of all trials."""
-    from demoscope.tune.space import load_space
+    from demoscope.tune.space import read_space, to_domains
 
     base = _base_settings(config)
-    space = load_space(config.space)
+    space = _pin_paths(read_space(config.space))  # checked without importing Ray: init_ray sets its environment first
     probe = _check(config, base, space)
     metric = config.metric or ("eval_loss" if probe.objective in ("dpo", "sft") else "val_loss")
     out = Path(config.out).resolve()
     save_config(config, out / "config.yaml")
     init_ray(address, verbose)
+    # Each trial holds TRIAL_CPUS and its Train run's workers; one trial must fit, or Tune waits forever.
+    check_resources("sweep", _largest_workers(probe, space), probe.use_gpu, extra_cpus=TRIAL_CPUS, unit="each trial")
+    space = to_domains(space)
     from ray import tune
     from ray.tune import RunConfig, TuneConfig
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import BasicVariantGenerator
     from rich.console import Console
 
     trainable = tune.with_parameters(_trial, base=base, out=str(out))
-    # The trial only waits on its Train run, whose workers hold the CPUs (Tune refuses a bundle of 0).
-    trainable = tune.with_resources(trainable, {"cpu": 0.01})
+    trainable = tune.with_resources(trainable, {"cpu": TRIAL_CPUS})
     scheduler = (ASHAScheduler(time_attr="training_iteration", grace_period=config.grace_period,
                                reduction_factor=config.reduction_factor, max_t=max(probe.epochs, config.grace_period) + 1)  # +1: ASHA stops a trial at max_t
                  if config.scheduler == "asha" else FIFOScheduler())
@@ -106,14 +150,24 @@ def run(config: SweepConfig, address: str | None = None, verbose: bool = False) 
         tuner = tune.Tuner(
             trainable, param_space=space,
             tune_config=TuneConfig(metric=metric, mode=config.mode, num_samples=config.num_samples, scheduler=scheduler,
-                                   search_alg=BasicVariantGenerator(random_state=config.seed),
-                                   max_concurrent_trials=config.max_concurrent_trials),
+                                   search_alg=search_alg(config)),
             run_config=RunConfig(name="sweep", storage_path=str(out / "tune"), verbose=1 if verbose else 0),
         )
     console = Console(soft_wrap=True)
     with console.status(f"sweeping {len(space)} setting(s) of `{config.job}`: watch with tensorboard --logdir {out / 'trials'}"):
         results = tuner.fit()
     return _export(results, metric, config.mode, out, console)
+
+
+def search_alg(config: SweepConfig):
+    """Tune's variant generator, seeded, running at most ``max_concurrent_trials`` trials at once.
+
+    Tune ignores ``TuneConfig.max_concurrent_trials`` when it is handed its own
+    generator, so the limit is set on the generator itself.
+    """
+    from ray.tune.search import BasicVariantGenerator
+
+    return BasicVariantGenerator(random_state=config.seed, max_concurrent=config.max_concurrent_trials)
 
 
 def _export(results, metric: str, mode: str, out: Path, console) -> int:
@@ -139,21 +193,17 @@ def _export(results, metric: str, mode: str, out: Path, console) -> int:
     best = every.sort_values(metric, ascending=mode == "min").iloc[0]
     trial = out / "trials" / str(best["trial_id"])
     checkpoint = Path(best["checkpoint_path"])
-    staging = out / ".best.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    if (checkpoint / "adapter").exists():  # the opinion trainer's checkpoint
-        shutil.copytree(checkpoint / "adapter", staging / "adapter")
-    else:  # a TRL Trainer checkpoint: keep the adapter files only
-        (staging / "adapter").mkdir()
-        for name in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy2(checkpoint / "checkpoint" / name, staging / "adapter" / name)
-    shutil.copy2(trial / "config.yaml", staging / "config.yaml")
     history = every[every["trial_id"] == best["trial_id"]]
-    (staging / "metrics.json").write_text(json.dumps(
-        {"best": _plain(best.to_dict()), "epochs": [_plain(r) for r in history.to_dict(orient="records")]}, indent=2))
-    shutil.rmtree(out / "best", ignore_errors=True)
-    staging.rename(out / "best")
+    with atomic_dir(out / "best") as staging:
+        if (checkpoint / "adapter").exists():  # the opinion trainer's checkpoint
+            shutil.copytree(checkpoint / "adapter", staging / "adapter")
+        else:  # a TRL Trainer checkpoint: keep the adapter files only
+            (staging / "adapter").mkdir()
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copy2(checkpoint / "checkpoint" / name, staging / "adapter" / name)
+        shutil.copy2(trial / "config.yaml", staging / "config.yaml")
+        (staging / "metrics.json").write_text(json.dumps(
+            {"best": _plain(best.to_dict()), "epochs": [_plain(r) for r in history.to_dict(orient="records")]}, indent=2))
     console.print(table.to_string(index=False))
     console.print(f"best: trial {best['trial_id']}, epoch {best.get('epoch')}, {metric} {best[metric]:.4f} -> {out / 'best'}")
     return 0

@@ -77,6 +77,7 @@ def test_spot_checked_sentences_follow_the_templates(eec, sentence, person, gend
 
 
 def test_object_slots_use_object_pronouns_and_subject_slots_are_capitalised(eec):
+    assert len(eec) == 8640  # the absence checks below would pass on an empty corpus
     assert not eec["Sentence"].str.contains(r"\b(?:she|he) (?:feel|was|in)\b").any()
     assert not eec["Sentence"].str.contains(r"\b(?:makes|made|with|to) (?:she|he)\b").any()
     assert eec["Sentence"].str[0].str.isupper().all()

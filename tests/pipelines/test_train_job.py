@@ -1,6 +1,8 @@
 """The train job on a real local Ray: DDP and FSDP workers, checkpoints, resume, a killed worker."""
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -26,10 +28,48 @@ def adapter_weights(folder):
     return load_file(str(folder / "adapter_model.safetensors"))
 
 
-def test_ddp_training_writes_best_adapter_metrics_and_tensorboard(local_ray, prepared, tmp_path):
-    assert train_job.run(config(prepared, tmp_path / "ddp")) == 0
+def run_watching_output(cfg, capsys, monkeypatch) -> tuple[str, str]:
+    """Run the train job; returns (what it printed by the time fit() returned, everything it printed)."""
+    seen = {}
+    real_build = train_job.build_trainer
+
+    def build(*args, **kwargs):
+        trainer = real_build(*args, **kwargs)
+        real_fit = trainer.fit
+
+        def fit():
+            result = real_fit()
+            seen["during_fit"] = capsys.readouterr().out
+            return result
+
+        trainer.fit = fit
+        return trainer
+
+    monkeypatch.setattr(train_job, "build_trainer", build)
+    assert train_job.run(cfg) == 0
+    return seen["during_fit"], seen["during_fit"] + capsys.readouterr().out
+
+
+def epoch_lines(printed: str) -> dict[str, str]:
+    """Progress lines of finished epochs, keyed by their "k/N" label."""
+    return {line.split()[1]: line for line in printed.splitlines() if line.startswith("epoch ") and " done: " in line}
+
+
+def test_ddp_training_writes_best_adapter_metrics_and_tensorboard(local_ray, prepared, tmp_path, capsys, monkeypatch):
+    during_fit, printed = run_watching_output(config(prepared, tmp_path / "ddp"), capsys, monkeypatch)
     out = tmp_path / "ddp"
     metrics = json.loads((out / "metrics.json").read_text())
+    # Progress while fit() runs: the first step and the first epoch, before fit() returns.
+    assert any(line.startswith("epoch 1/2  step 1/") and "ETA" in line for line in during_fit.splitlines())
+    assert "1/2" in epoch_lines(during_fit)
+    lines = epoch_lines(printed)
+    assert sorted(lines) == ["1/2", "2/2"]
+    for epoch in metrics["epochs"]:  # each line shows the numbers metrics.json keeps for that epoch
+        line = lines[f"{epoch['epoch'] + 1}/2"]
+        assert f"train kl {epoch['train_kl']:.4f}" in line and f"val kl {epoch['val_kl']:.4f}" in line
+        assert "elapsed" in line and "ETA" in line
+    logged = [json.loads(row) for row in (out / "progress.jsonl").read_text().splitlines()]
+    assert [r["metrics"]["epoch"] for r in logged if r["kind"] == "epoch"] == [0, 1]
     assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]
     assert metrics["best"]["val_loss"] == min(e["val_loss"] for e in metrics["epochs"])
     assert metrics["epochs"][-1]["train_kl"] < metrics["epochs"][0]["train_kl"]
@@ -116,8 +156,28 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(local_ray, 
     assert any(e["resumed_from_epoch"] >= 0 for e in epochs), "no epoch ran after a restart from a checkpoint"
 
 
+def test_ctrl_c_stops_training_raises_and_restores_the_handler(local_ray, prepared, tmp_path):
+    """Ray Train's own SIGINT handler would let fit() return (and the job export a partial result) and stay installed."""
+    out = tmp_path / "interrupted"
+    before = signal.getsignal(signal.SIGINT)
+    log = out / "progress.jsonl"
+
+    def interrupt_once_training_runs():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (log.exists() and log.read_text().strip()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_training_runs, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        train_job.run(config(prepared, out, epochs=60, num_workers=1))
+    assert log.read_text().strip(), "the interrupt came before training started"
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not (out / "metrics.json").exists() and not (out / "adapter").exists()
+
+
 @pytest.mark.parametrize("objective", ["dpo", pytest.param("sft", marks=pytest.mark.slow)])
-def test_preference_objectives_train_on_ray_workers(local_ray, tmp_path, objective):
+def test_preference_objectives_train_on_ray_workers(local_ray, tmp_path, objective, capsys, monkeypatch):
     from demoscope.training.preference_data import synthetic_preferences
 
     synthetic_preferences(48, "right", seed=0).to_json(tmp_path / "train.jsonl", orient="records", lines=True)
@@ -125,9 +185,13 @@ def test_preference_objectives_train_on_ray_workers(local_ray, tmp_path, objecti
     out = tmp_path / objective
     cfg = TrainConfig(objective=objective, model="tiny:llama", train_file=str(tmp_path / "train.jsonl"),
                       val_file=str(tmp_path / "val.jsonl"), out=str(out), epochs=2, lr=2e-3, batch_size=4, num_workers=2)
-    assert train_job.run(cfg) == 0
+    _, printed = run_watching_output(cfg, capsys, monkeypatch)
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert len(epochs) == 2 and epochs[-1]["eval_loss"] < epochs[0]["eval_loss"]
+    lines = epoch_lines(printed)
+    assert sorted(lines) == ["1/2", "2/2"]
+    for epoch in epochs:
+        assert f"eval_loss {epoch['eval_loss']:.4f}" in lines[f"{epoch['epoch']:g}/2"]
     assert epochs[0]["fsdp_units"] == 0 and epochs[0]["resumed_from_step"] == -1  # DDP, fresh start
     if objective == "dpo":
         assert epochs[-1]["rewards/accuracies"] >= 0.8 and epochs[-1]["rewards/margins"] > 0
@@ -183,7 +247,7 @@ def test_fsdp_trainer_arguments_make_a_valid_fsdp2_config(tmp_path):
 
 
 @pytest.mark.parametrize("mode", [pytest.param("baseline", marks=pytest.mark.slow), "distill"])
-def test_distillation_students_train_on_ray_workers(local_ray, tmp_path, mode):
+def test_distillation_students_train_on_ray_workers(local_ray, tmp_path, mode, capsys, monkeypatch):
     import numpy as np
 
     from demoscope.bias import synthetic_sentiment
@@ -197,9 +261,13 @@ def test_distillation_students_train_on_ray_workers(local_ray, tmp_path, mode):
     out = tmp_path / mode
     cfg = TrainConfig(objective="distill", student="bow", distill_mode=mode, train_file=str(tmp_path / "train.parquet"),
                       val_file=str(tmp_path / "val.parquet"), out=str(out), epochs=4, lr=5e-3, batch_size=16, num_workers=2)
-    assert train_job.run(cfg) == 0
+    _, printed = run_watching_output(cfg, capsys, monkeypatch)
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 1, 2, 3] and epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    lines = epoch_lines(printed)
+    assert sorted(lines) == ["1/4", "2/4", "3/4", "4/4"]
+    for epoch in epochs:
+        assert f"train loss {epoch['train_loss']:.4f}" in lines[f"{epoch['epoch'] + 1}/4"]
     student = load_student(out / "student")
     val = frame.iloc[320:]
     accuracy = ((positive_probability(student, val["text"].tolist()) > 0.5) == val["label"].to_numpy()).mean()

@@ -69,6 +69,20 @@ def test_health_models_and_openapi(server):
     assert "/v1/opinions" in spec["paths"] and "OpinionsRequest" in str(spec["components"])
 
 
+def test_docs_page_loads_every_asset_from_the_server_itself(server):
+    import re
+
+    page = requests.get(f"{server}/docs", timeout=30)
+    assert page.status_code == 200 and "swagger-ui" in page.text
+    urls = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]|url: ?['"]([^'"]+)['"]""", page.text)
+    urls = [a or b for a, b in urls]
+    assert len(urls) >= 4  # the script, the stylesheet, the favicon and the OpenAPI document
+    assert all(url.startswith("/") and not url.startswith("//") for url in urls), urls  # no CDN: works offline
+    for url in urls:
+        assert requests.get(f"{server}{url}", timeout=30).status_code == 200, url
+    assert requests.get(f"{server}/redoc", timeout=30).status_code == 404  # ReDoc would need a CDN
+
+
 def test_distributions_match_the_library_scorer_and_the_metric(server, adapter_dir):
     response = post(server, {"items": [ITEM, {**ITEM, "adapter": "subpop"}]})
     assert response.status_code == 200

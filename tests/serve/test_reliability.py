@@ -12,6 +12,14 @@ from .test_app import ITEM, _free_port, deploy
 pytestmark = pytest.mark.ray
 
 
+
+def _wait_for(condition, timeout: float, message: str) -> None:
+    """Poll ``condition`` until it holds, failing with ``message`` after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, message
+        time.sleep(0.1)
+
 def _replicas(name: str) -> list:
     return [p for p in psutil.process_iter(["cmdline"]) if name in " ".join(p.info["cmdline"] or [])]
 
@@ -41,7 +49,7 @@ def test_killed_replica_is_replaced_and_requests_succeed_again(local_ray):
     try:
         for w in workers:
             w.start()
-        time.sleep(2)
+        _wait_for(lambda: len(codes) >= 20, 60, "the load never got going")  # traffic is flowing before the kill
         victims = _replicas("ServeReplica:demoscope:OpinionModel")
         assert len(victims) == 2
         victims[0].kill()
@@ -49,7 +57,8 @@ def test_killed_replica_is_replaced_and_requests_succeed_again(local_ray):
         deadline = time.time() + 90
         while _running_replicas("OpinionModel") < 2 and time.time() < deadline:
             time.sleep(0.5)
-        time.sleep(2)
+        recovered_at = len(codes)
+        _wait_for(lambda: len(codes) >= recovered_at + 20, 60, "no traffic after the replica came back")
         stop.set()
         for w in workers:
             w.join(timeout=60)

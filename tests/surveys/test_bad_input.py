@@ -60,13 +60,26 @@ def test_answer_code_without_label_skips_that_question_only(tmp_path, inputs):
     assert set(partial.questions.qkey) == {"GUN_W68"}
 
 
-def test_group_with_no_respondents_is_named_with_its_column(tmp_path, inputs):
+def test_group_with_no_respondents_is_reported_and_other_groups_aggregate(tmp_path, inputs):
     frame = atp_frame()
-    frame["F_PARTY_FINAL"] = 1.0  # nobody is a Democrat
-    partial = reduce_file(write_atp(tmp_path / "w.sav", frame), inputs)
+    frame["F_PARTY_FINAL"] = [3, 3, 3, 3, 1, 1, 1, 3.0]  # the Democrats become Independents: none left
+    path = write_atp(tmp_path / "w.sav", frame)
+    partial = reduce_file(path, inputs)
+    assert not partial.failed, [str(i) for i in partial.issues]
     issue = next(i for i in partial.issues if "Democrat" in i.message)
-    assert issue.column == "F_PARTY_FINAL" and "has no respondents" in issue.message
-    assert "Democrat" not in set(partial.counts.group)
+    assert issue.column == "F_PARTY_FINAL" and "has no respondents" in issue.message and not issue.fatal
+    assert issue.path == str(path)
+    out, acc = aggregate_files([path], inputs)
+    assert acc.failed_files == []
+    assert "Democrat" not in set(out.group) and {"Republican", "Liberal"} <= set(out.group)
+    # Republicans: r5 (w1.5, BLM 3, gun 2), r6 (w1, BLM 3, gun 2), r7 (w2, BLM missing, gun 1).
+    blm = out[(out.qkey == "BLM_W68") & (out.group == "Republican")].iloc[0]
+    assert blm.responses == pytest.approx([0.0, 0.0, 1.0])
+    assert (blm.refusal_rate, blm.n, blm.weight_sum) == (0.0, 2, pytest.approx(2.5))
+    assert blm.n_eff == pytest.approx(2.5**2 / (1.5**2 + 1.0))
+    gun = out[(out.qkey == "GUN_W68") & (out.group == "Republican")].iloc[0]
+    assert gun.responses == pytest.approx([2 / 4.5, 2.5 / 4.5])
+    assert (gun.n, gun.weight_sum) == (3, pytest.approx(4.5))
 
 
 def test_group_label_not_found_lists_the_labels(tmp_path, inputs):

@@ -118,8 +118,11 @@ def test_questions_with_more_than_ten_options_are_skipped_and_reported():
 def test_options_must_be_one_longer_than_responses():
     dist = make_distributions(2)
     dist.at[3, "responses"] = dist.at[3, "responses"] + [0.0]
-    with pytest.raises(SurveyFormatError, match=r"question 'Q00_W26', group 'Something else': 3 options but 3 responses"):
+    with pytest.raises(SurveyFormatError) as error:
         screen_distributions(dist)
+    assert str(error.value) == (
+        "distributions, column 'options': expected one option more than responses (the last option is the refusal); "
+        "1 of 10 row(s) fail: row 3 (qkey 'Q00_W26', group 'Something else'): 3 options, 3 responses")
 
 
 def test_prepare_job_writes_twelve_splits_readable_by_literal_eval(tmp_path, capsys):

@@ -214,9 +214,14 @@ class PrepareConfig(JobConfig):
 
 
 class EvaluateConfig(JobConfig):
-    """Score a model (+ adapter) on a prepared test set; Wasserstein report with baselines."""
+    """Score a model (+ adapter) on a prepared split or a distributions file; Wasserstein report with baselines."""
 
-    test_file: str = Field(..., description="prepared split to score (.parquet or .csv from `demoscope prepare`)")
+    test_file: str = Field(..., description="what to score: a prepared split (.parquet or .csv from `demoscope prepare`) "
+                           "or a distributions file (`demoscope aggregate`'s, or SubPOP-format CSV), told apart by its columns")
+    steering: Literal["QA", "BIO", "PORTRAY"] = Field(
+        "QA", description="steering template of the prompts rendered from a distributions file (ignored for a prepared split)")
+    baselines_only: bool = Field(False, description="score only the baselines that need no model (uniform, other groups), "
+                                 "without Ray, in seconds")
     model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2")
     adapter: str | None = Field(None, description="LoRA adapter folder (e.g. OUT/adapter of `demoscope train`)")
     out: str = Field("runs/evaluate", description="output folder")
@@ -227,6 +232,8 @@ class EvaluateConfig(JobConfig):
     compare_base: bool = Field(True, description="with an adapter, also score the base model (adapter disabled)")
     exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
     n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
+    bootstrap: Literal["question", "row"] = Field(
+        "question", description="question: resample questions (clustered, the default); row: resample rows as if independent")
     seed: int = Field(0, description="bootstrap seed")
     guide_model: str | None = Field(None, description="weak-to-strong mode: a small model whose tuned/untuned pair steers --model")
     guide_adapter: str | None = Field(None, description="the small model's tuned LoRA adapter (untuned = adapter disabled)")

@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 
 from demoscope.errors import ModelError
+from demoscope.io import current_umask
 
 Arch = Literal["llama", "gpt2", "classifier"]
 
@@ -176,6 +177,7 @@ def tiny_model(arch: Arch = "llama", seed: int = 0) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         build_tiny_model(tmp, arch=arch, seed=seed)
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache from other users
         try:
             os.replace(tmp, target)
         except OSError:

@@ -17,3 +17,10 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
     rule = "|" + "|".join("---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+def interval_cell(mean: float, low: float, high: float, fmt: str = ".4f") -> str:
+    """``mean [low, high]`` as one table cell, e.g. ``0.1912 [0.1870, 0.1954]``; an undefined mean gives ``n/a``."""
+    if pd.isna(mean):
+        return "n/a"
+    return f"{mean:{fmt}} [{low:{fmt}}, {high:{fmt}}]"

@@ -147,9 +147,10 @@ def _count(columns: dict[str, np.ndarray], plan: FilePlan, partial: FilePartial)
     groups = membership(columns, plan)
     for j, group in enumerate(plan.groups):
         if not groups[:, j].any():
-            columns = ", ".join(c for c, _ in group.conditions)
+            # Real waves often lack a group (no Hindu respondents): report it, keep the others.
+            where = ", ".join(c for c, _ in group.conditions)
             sub = group.subpopulation
-            partial.issues.append(Issue(path, f"group {sub.attribute}={sub.group!r} has no respondents", columns))
+            partial.issues.append(Issue(path, f"group {sub.attribute}={sub.group!r} has no respondents", where))
 
     # Map every (respondent, question) answer to a global option-slot id.
     rows, slots, offset, questions = [], [], 0, []

@@ -19,16 +19,20 @@ distributions give the same split whatever their row order.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from demoscope.errors import ConfigError, SurveyFormatError
 from demoscope.surveys.prompts import SteeringType, generate_mcq, load_steering_prompts, steering_group, steering_prefix
+from demoscope.surveys.validation import (
+    DISTRIBUTION_COLUMNS, SPLIT_COLUMNS, check_distributions, check_split, parse_list_cells, table_kind,
+)
 
 SPLITS = ("train", "val", "test")
 OUTPUT_COLUMNS = ["qkey", "input_prompt", "output_dist", "attribute", "group", "ordinal"]
-REQUIRED_COLUMNS = ["qkey", "attribute", "group", "question", "options", "responses", "refusal_rate", "ordinal"]
+REQUIRED_COLUMNS = list(DISTRIBUTION_COLUMNS)
 MAX_OPTIONS = 10  # SubPOP's trainer scores the letters A..J only
 
 
@@ -68,40 +72,54 @@ def split_questions(
     }
 
 
-def _where(frame: pd.DataFrame, mask: pd.Series) -> str:
-    row = frame[mask].iloc[0]
-    more = int(mask.sum()) - 1
-    return f"question {row['qkey']!r}, group {row['group']!r}" + (f" (and {more} more row(s))" if more else "")
-
-
 def screen_distributions(distributions: pd.DataFrame, source: str = "distributions") -> tuple[pd.DataFrame, list[str]]:
     """Check distribution rows before rendering; return ``(usable rows, skipped-question messages)``.
 
-    Malformed rows (missing columns, ``options`` not one longer than
-    ``responses``, a missing refusal rate) raise :class:`SurveyFormatError`
-    naming the question. Questions with more than 10 options cannot be
-    answered with SubPOP's letters A..J: they are dropped and reported.
+    Every rule of :func:`demoscope.surveys.validation.check_distributions`
+    (columns, list cells, shares summing to 1, refusal in [0, 1], one option
+    per response plus the refusal, ordinal length, unique keys) raises
+    :class:`SurveyFormatError` naming ``source``, the rows and the column: such
+    a file is wrong and training on it would be too. Questions with more than
+    10 options are well-formed but cannot be answered with SubPOP's letters
+    A..J: they are dropped and reported, as SubPOP's own script drops them.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in distributions.columns]
-    if missing:
-        raise SurveyFormatError(source, f"lacks column(s) {missing}; expected {', '.join(REQUIRED_COLUMNS)}")
-    n_options = distributions["options"].map(len)
-    bad = n_options != distributions["responses"].map(len) + 1
-    if bad.any():
-        row = distributions[bad].iloc[0]
-        raise SurveyFormatError(
-            source, f"{_where(distributions, bad)}: {len(row['options'])} options but {len(row['responses'])} responses "
-            "(expected one option more than responses: the last option is the refusal)"
-        )
-    no_refusal = distributions["refusal_rate"].isna()
-    if no_refusal.any():
-        raise SurveyFormatError(source, f"{_where(distributions, no_refusal)}: refusal_rate is missing")
-    too_many = n_options > MAX_OPTIONS
+    check_distributions(distributions, source)
+    too_many = distributions["options"].map(len) > MAX_OPTIONS
     skipped = [
         f"question {qkey!r} has {count} options, more than the {MAX_OPTIONS} answer letters (A..J) SubPOP's trainer scores"
         for qkey, count in distributions[too_many].groupby("qkey", sort=True)["options"].first().map(len).items()
     ]
     return distributions[~too_many], skipped
+
+
+def read_split(path: str | Path, exclude_questions: Iterable[str] = ()) -> pd.DataFrame:
+    """Read and check a prepared split (``.parquet``, or ``.csv`` with list literals) into a frame with real lists.
+
+    CSV prompts span lines (quoted cells); pandas reads them whole. Rows of
+    ``exclude_questions`` are dropped before the checks (the index keeps each
+    row's position in the file, which error messages name). Raises
+    :class:`ConfigError` for a missing file, :class:`SurveyFormatError` for an
+    unreadable one or one that breaks a rule of
+    :func:`demoscope.surveys.validation.check_split`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"prepared split {path} does not exist (write it with `demoscope prepare`)")
+    try:
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype={c: str for c in ("qkey", "input_prompt", "attribute", "group")})
+    except (ValueError, OSError) as exc:  # pyarrow and pandas parser errors are ValueErrors
+        raise SurveyFormatError(str(path), f"cannot read a prepared split: {exc}") from None
+    exclude = set(exclude_questions)
+    if exclude and "qkey" in frame:
+        frame = frame[~frame["qkey"].isin(exclude)]
+    for column in ("output_dist", "ordinal"):
+        if column in frame:
+            frame[column] = parse_list_cells(frame, column, str(path))
+    check_split(frame, str(path))
+    return frame
 
 
 def build_finetuning_frame(
@@ -177,3 +195,52 @@ def prepare_splits(
         name: build_finetuning_frame(distributions[distributions["qkey"].isin(keys[name])], steering, seed, shuffle)
         for name in SPLITS
     }
+
+
+def evaluation_rows(
+    path: str | Path, steering: SteeringType | str = "QA", exclude_questions: Iterable[str] = ()
+) -> tuple[pd.DataFrame, list[str]]:
+    """The rows to score from a prepared split or a distributions file, checked; returns ``(rows, notes)``.
+
+    The kind is told by the columns
+    (:func:`demoscope.surveys.validation.table_kind`). A split is read with
+    :func:`read_split`; a distributions file is read, checked and screened as
+    ``demoscope prepare`` does (questions with over 10 options are skipped
+    with a note) and rendered with ``steering``, every row in one test split.
+    Questions in ``exclude_questions`` are dropped before the checks. Rows
+    come sorted by ``qkey, attribute, group, input_prompt`` with a fresh index,
+    so what is scored does not depend on the file's row order.
+    """
+    from demoscope.surveys.output import read_distributions
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"test file {path} does not exist (write it with `demoscope prepare` or `demoscope aggregate`)")
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        else:
+            columns = list(pd.read_csv(path, nrows=0).columns)
+    except (ValueError, OSError) as exc:  # pyarrow and pandas parser errors are ValueErrors
+        raise SurveyFormatError(str(path), f"cannot read: {exc}") from None
+    kind = table_kind(columns)
+    exclude = set(exclude_questions)
+    notes: list[str] = []
+    if kind == "split":
+        rows = read_split(path, exclude)
+    elif kind == "distributions":
+        try:
+            distributions = read_distributions(path)
+        except (ValueError, OSError) as exc:
+            raise SurveyFormatError(str(path), f"cannot read distributions: {exc}") from None
+        if "qkey" in distributions:
+            distributions = distributions[~distributions["qkey"].isin(exclude)]
+        usable, notes = screen_distributions(distributions, str(path))
+        rows = build_finetuning_frame(usable, steering, shuffle=False)
+    else:
+        raise SurveyFormatError(str(path), f"is neither a prepared split ({', '.join(SPLIT_COLUMNS)}) nor distributions "
+                                f"({', '.join(DISTRIBUTION_COLUMNS)}); it has {', '.join(map(str, columns))}")
+    rows = rows.sort_values(["qkey", "attribute", "group", "input_prompt"], kind="stable")
+    return rows.reset_index(drop=True), notes

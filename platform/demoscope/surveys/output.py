@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from demoscope.io import atomic_write
+from demoscope.surveys.validation import parse_list_cells
 
 LIST_COLUMNS = ("options", "responses", "ordinal")
+TEXT_COLUMNS = ("qkey", "attribute", "group", "question")
+
+
+def list_literal(values) -> str:
+    """``[0.25, 0.75]``: a list or array as the Python literal SubPOP's CSVs hold (``ast.literal_eval`` reads it back).
+
+    NumPy scalars become plain numbers first: NumPy 2 would print ``np.float64(0.25)``.
+    """
+    return str([x.item() if isinstance(x, np.generic) else x for x in values])
 
 
 def to_subpop_csv_frame(distributions: pd.DataFrame) -> pd.DataFrame:
     """Lists become Python-literal strings, as SubPOP's CSVs hold them (``ast.literal_eval`` reads them back)."""
     frame = distributions.copy()
     for column in LIST_COLUMNS:
-        frame[column] = frame[column].map(lambda values: str(list(values)))
+        frame[column] = frame[column].map(list_literal)
     return frame
 
 
@@ -28,18 +39,20 @@ def write_distributions(distributions: pd.DataFrame, out_dir: str | Path) -> dic
 
 
 def read_distributions(path: str | Path) -> pd.DataFrame:
-    """Read our Parquet or a SubPOP-format CSV back into a frame with real lists."""
-    import ast
+    """Read our Parquet or a SubPOP-format CSV back into a frame with real lists.
 
+    CSV key and text columns stay text (a qkey like ``"0123"`` is not turned
+    into a number); a list cell that is not a Python list literal raises
+    :class:`SurveyFormatError` naming its row and column. Pandas and Arrow
+    errors (an unreadable file) propagate; the rows' contents are checked by
+    :func:`demoscope.surveys.validation.check_distributions`.
+    """
     path = Path(path)
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
-        for column in LIST_COLUMNS:
-            if column in frame:
-                frame[column] = frame[column].map(list)
-        return frame
-    frame = pd.read_csv(path)
+    else:
+        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
     for column in LIST_COLUMNS:
         if column in frame:
-            frame[column] = frame[column].map(ast.literal_eval)
+            frame[column] = parse_list_cells(frame, column, str(path))
     return frame

@@ -14,30 +14,25 @@ last position, so the model computes logits for one position per row
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from demoscope.errors import ConfigError
 from demoscope.models.scoring import encode_prompts
+from demoscope.surveys.finetuning import read_split
 from demoscope.training.objectives import NUM_LABELS, pad_targets
 
 
 def read_prepared(path: str | Path) -> pd.DataFrame:
-    """Read a prepared split (Parquet, or CSV with list literals) with real lists."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"fine-tuning file {path} does not exist (write it with `demoscope prepare`)")
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    missing = {"input_prompt", "output_dist", "ordinal"} - set(frame.columns)
-    if missing:
-        raise ConfigError(f"fine-tuning file {path} lacks column(s) {sorted(missing)}")
-    for column in ("output_dist", "ordinal"):
-        frame[column] = frame[column].map(lambda v: list(ast.literal_eval(v)) if isinstance(v, str) else list(v))
-    return frame
+    """Read a prepared split (Parquet, or CSV with list literals) with real lists, checked row by row.
+
+    One reader for every job (:func:`demoscope.surveys.finetuning.read_split`),
+    so a file `train` accepts is one `evaluate` accepts, and a bad one fails
+    with the file, row and column named.
+    """
+    return read_split(path)
 
 
 def label_token_ids(tokenizer) -> torch.Tensor:

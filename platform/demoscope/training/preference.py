@@ -26,6 +26,7 @@ import pandas as pd
 
 from demoscope.errors import ConfigError
 from demoscope.training.lora import LoraSettings
+from demoscope.training.progress import ProgressClock, Send, epoch_record, step_record
 
 # The DPO metric names TRL 1.16 logs (``DPOTrainer._compute_loss``), plus the loss.
 DPO_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
@@ -143,6 +144,50 @@ def run_facts(resumed_from_step: int = -1):
                 self.logged = True
 
     return _RunFacts()
+
+
+def progress_callback(send: Send, every: float = 10.0):
+    """A ``TrainerCallback`` that hands progress records (:mod:`demoscope.training.progress`) to ``send``.
+
+    Only the main process sends: a ``step`` record from the first logged
+    loss, then at most one every ``every`` seconds, and an ``epoch`` record per
+    epoch carrying the last training log merged with the epoch's evaluation
+    (sent when the evaluation is logged, or at the epoch's end without one).
+    """
+    import math
+
+    from transformers import TrainerCallback
+
+    class _Progress(TrainerCallback):
+        clock: ProgressClock | None = None
+        last: dict[str, float] = {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            # A resumed Trainer has loaded its state by now, so the ETA counts this run's steps only.
+            self.clock = ProgressClock(state.max_steps, done_before=state.global_step, every=every)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or self.clock is None or not logs:
+                return
+            if "loss" in logs:
+                self.last = dict(logs)
+                if self.clock.due():
+                    per_epoch = max(1, math.ceil(state.max_steps / max(state.num_train_epochs, 1)))
+                    index = min(max(0, math.ceil(state.epoch or 0) - 1), max(state.num_train_epochs, 1) - 1)
+                    send(step_record(self.clock, index, state.num_train_epochs, state.global_step - index * per_epoch,
+                                     per_epoch, logs["loss"], state.global_step))
+            if "eval_loss" in logs:
+                self._send_epoch(state, {**self.last, **logs})
+
+        def on_epoch_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero and self.clock is not None and args.eval_strategy == "no":
+                self._send_epoch(state, self.last)
+
+        def _send_epoch(self, state, logs: dict[str, float]) -> None:
+            metrics = {**logs, "epoch": float(round(state.epoch or 0, 2)), "step": state.global_step}
+            send(epoch_record(self.clock, state.num_train_epochs, metrics, state.global_step))
+
+    return _Progress()
 
 
 def _sft_dataset(frame: pd.DataFrame):

@@ -1,0 +1,80 @@
+"""The CLI is the contract: every job's --help renders, shows its example, and the example is copy-pasteable."""
+
+import contextlib
+import importlib
+import io
+import re
+import subprocess
+import sys
+
+import pytest
+
+from demoscope import cli
+from demoscope.pipelines.command import main_for
+
+
+def _module(job: str) -> str:
+    name = cli.JOBS[job]
+    return name if "." in name else f"demoscope.pipelines.{name}"
+
+
+def _description(job: str) -> str:
+    return importlib.import_module(_module(job)).JOB.description
+
+
+def _example(description: str) -> list[str]:
+    """The lines of a description's example section (from the line that starts with 'example')."""
+    lines = description.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("example "))
+    return [line for line in lines[start:] if line.strip()]
+
+
+def _help(call) -> str:
+    """stdout of a call that prints help and exits; fails unless it exits 0."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
+        call()
+    assert exit_.value.code in (0, None)
+    return out.getvalue()
+
+
+def test_top_level_help_lists_every_job():
+    text = _help(lambda: cli.main(["--help"]))
+    for job in cli.JOBS:
+        assert re.search(rf"^\s+{re.escape(job)}\s", text, re.M), job
+
+
+@pytest.mark.parametrize("job", list(cli.JOBS))
+def test_every_job_help_renders_with_its_example(job):
+    text = _help(lambda: cli.main([job, "--help"]))
+    assert text.startswith(f"usage: demoscope {job}") and "Traceback" not in text
+    for line in _example(_description(job)):
+        assert line in text
+    assert "repeatable); repeatable" not in text and "(repeatable); repeatable" not in text
+
+
+@pytest.mark.parametrize("job", list(cli.JOBS))
+def test_every_module_entry_point_help_renders(job):
+    module = importlib.import_module(_module(job))
+    text = _help(lambda: main_for(module.JOB, ["--help"]))
+    assert text.startswith(f"usage: python -m {_module(job)}")
+    assert _example(module.JOB.description)[0] in text
+
+
+@pytest.mark.parametrize("job", list(cli.JOBS))
+def test_example_continuation_lines_follow_a_backslash(job):
+    """A line indented deeper than the commands continues the one above, which must end in ' \\'."""
+    lines = _example(_description(job))
+    for line in lines:  # a lone backslash at a line's end in a non-raw string joins the lines instead
+        assert not re.search(r"\S {8,}\S", line), f"{job}: two lines joined into one: {line!r}"
+    for above, line in zip(lines, lines[1:]):
+        continues = line.startswith(" " * 12)
+        assert above.endswith(" \\") == continues, f"{job}: {above!r} -> {line!r}"
+    assert not lines[-1].endswith("\\"), f"{job}: the example ends in a continuation"
+
+
+def test_help_runs_as_a_command():
+    done = subprocess.run([sys.executable, "-m", "demoscope.tune.sweep", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "Traceback" not in done.stderr
+    assert "example demoscope sweep" in done.stdout
+    assert "ray" not in done.stderr.lower()  # --help starts nothing

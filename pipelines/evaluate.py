@@ -24,7 +24,7 @@ from demoscope.errors import ConfigError
 from demoscope.io import atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, check_resources, init_ray
 
 DESCRIPTION = """\
 Score a model (optionally with a LoRA adapter) on a prepared test set the way
@@ -43,8 +43,10 @@ reads   a prepared split (`demoscope prepare`, .parquet or .csv: qkey, input_pro
 writes  OUT/predictions/part-00000.parquet (per row: qkey, attribute, group, output_dist,
         ordinal, dist_<system>, wd_<system>; sorted by qkey, attribute, group; replaced
         whole, or left as it was if the run fails), OUT/report.md, OUT/metrics.json
-        (mean WD overall and per subpopulation with bootstrap 95% intervals, relative
-        gap reduction), OUT/wd_by_group.png, OUT/wd_histogram.png, OUT/config.yaml
+        (mean WD overall and per subpopulation with n and 95% intervals that resample
+        questions, --bootstrap row for rows; paired intervals for each difference,
+        e.g. tuned - base; relative gap reduction), OUT/wd_by_group.png,
+        OUT/wd_histogram.png, OUT/config.yaml
 progress rows scored, rate and time left: a bar on a terminal, a line every 30 s in a log
 
 --baselines-only: no model, no Ray, seconds: `uniform` (equal mass on the options
@@ -172,6 +174,7 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
         else:
             backend = choose_backend(config.backend, config.use_gpu)
             ray = init_ray(address, verbose)
+            check_resources("evaluate", config.replicas, config.use_gpu, unit="the scoring", flag="replicas")
             import ray.data
 
             from demoscope.models.names import resolve_model
@@ -313,7 +316,8 @@ def _guide_note(config: EvaluateConfig) -> str:
             "(p ∝ p_large · (p_tuned / p_untuned)^beta).")
 
 
-JOB = Job(name="evaluate", description=DESCRIPTION, config=EvaluateConfig, run=run)
+JOB = Job(name="evaluate", description=DESCRIPTION, config=EvaluateConfig, run=run,
+          flags={"exclude_questions": "--exclude-question"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from demoscope.errors import ConfigError
 from demoscope.io import atomic_dir, atomic_write, atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
+from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, check_resources, init_ray
 
 DESCRIPTION = """\
 Steer a large model with a small tuned/untuned pair (weak-to-strong search):
@@ -141,6 +141,7 @@ def run(config: GenerateConfig, address: str | None = None, verbose: bool = Fals
     config = config.model_copy(update={"tuned_adapter": str(Path(config.tuned_adapter).resolve()) if config.tuned_adapter else None})
     save_config(config, out / "config.yaml")
     ray = init_ray(address, verbose)
+    check_resources("generate", config.replicas, config.use_gpu, unit="the generation", flag="replicas")
     import ray.data
 
     from demoscope.models.names import resolve_model
@@ -154,8 +155,16 @@ def run(config: GenerateConfig, address: str | None = None, verbose: bool = Fals
         batch_size=config.batch_size, batch_format="pandas", concurrency=config.replicas,
         num_gpus=1 if config.use_gpu else 0, num_cpus=1, **ACTOR_POOL_OPTIONS,
     )
-    with atomic_dir(out / "generations") as staging:
-        dataset.write_parquet(str(staging))
+    from rich.console import Console
+
+    from demoscope.pipelines.progress import RowProgress
+
+    console = Console(soft_wrap=True)
+    console.print(f"generating for {len(prompts):,} prompts with {len(config.methods)} method(s); loading the models first")
+    with atomic_dir(out / "generations") as staging, RowProgress(len(prompts), "generating", console=console, unit="prompts") as progress:
+        for i, part in enumerate(dataset.iter_batches(batch_format="pandas", batch_size=None)):
+            part.to_parquet(staging / f"part-{i:05d}.parquet", index=False)
+            progress.advance(len(part) // len(config.methods))  # one row per prompt and method
     return report(config, out)
 
 

@@ -24,10 +24,10 @@ class RowProgress:
                 progress.advance(len(batch))
     """
 
-    def __init__(self, total: int, label: str, every: float = 30.0, console=None):
+    def __init__(self, total: int, label: str, every: float = 30.0, console=None, unit: str = "rows"):
         from rich.console import Console
 
-        self.total, self.label, self.every = total, label, every
+        self.total, self.label, self.every, self.unit = total, label, every, unit
         self.console = console or Console(soft_wrap=True)
         self.done = 0
         self._bar = None
@@ -38,12 +38,12 @@ class RowProgress:
         if self.console.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-            self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+            self._bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
                                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=self.console)
             self._bar.start()
             self._task = self._bar.add_task(self.label, total=self.total)
         else:
-            self.console.print(f"{self.label}: 0/{self.total:,} rows")
+            self.console.print(f"{self.label}: 0/{self.total:,} {self.unit}")
         return self
 
     def advance(self, rows: int) -> None:
@@ -64,7 +64,7 @@ class RowProgress:
             tail = f"done in {format_duration(elapsed)}"
         else:
             tail = f"ETA {format_duration(eta_seconds(elapsed, self.done, self.total))}"
-        return f"{self.label}: {self.done:,}/{self.total:,} rows ({share:.0%}), {rate:,.1f} rows/s, {tail}"
+        return f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}), {rate:,.1f} {self.unit}/s, {tail}"
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if self._bar is not None:

@@ -93,14 +93,16 @@ def init_ray(address: str | None = None, verbose: bool = False, num_cpus: int | 
 
 
 def check_resources(job: str, num_workers: int, use_gpu: bool = False, extra_cpus: float = 0.0,
-                    unit: str = "the run") -> None:
+                    unit: str = "the run", flag: str = "num_workers") -> None:
     """Fail at once, naming what fits, when ``num_workers`` Ray Train workers (+ ``extra_cpus``) cannot fit.
 
     Ray would otherwise leave the placement group pending and the job waiting
     silently. The request is what Ray Train's ``ScalingConfig`` asks for; it is
     compared with ``ray.cluster_resources()``. On an attached cluster (which
     may autoscale) a shortfall is only a warning on stderr; on the local Ray
-    this process started it raises :class:`ConfigError`. Call after
+    this process started it raises :class:`ConfigError`. ``flag`` names the
+    setting the advice mentions (``replicas`` for Ray Data actor pools, which
+    ask one CPU, or one GPU, per actor as a Train worker does). Call after
     :func:`init_ray`.
     """
     import ray
@@ -115,8 +117,8 @@ def check_resources(job: str, num_workers: int, use_gpu: bool = False, extra_cpu
     kind = "GPU" if "GPU" in short else "CPU"
     per_worker = asked[kind] / num_workers if kind == "GPU" else (asked["CPU"] - extra_cpus) / num_workers
     fits = math.floor((have.get(kind, 0.0) - (extra_cpus if kind == "CPU" else 0.0)) / per_worker) if per_worker else 0
-    parts = f"num_workers={num_workers} x {per_worker:g} {kind}" + (f" + {extra_cpus:g}" if kind == "CPU" and extra_cpus else "")
-    advice = (f"use num_workers={fits}" if fits >= 1 else f"run it where Ray has {kind}s") + " or --address a bigger cluster"
+    parts = f"{flag}={num_workers} x {per_worker:g} {kind}" + (f" + {extra_cpus:g}" if kind == "CPU" and extra_cpus else "")
+    advice = (f"use {flag}={fits}" if fits >= 1 else f"run it where Ray has {kind}s") + " or --address a bigger cluster"
     message = (f"{job}: {unit} asks {asked[kind]:g} {kind}s ({parts}); this Ray has "
                f"{have.get(kind, 0.0):g}; {advice}")
     if not _STARTED_LOCAL["value"]:  # a cluster may add nodes on demand: say it, and let Ray wait

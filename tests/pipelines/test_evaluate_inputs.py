@@ -131,6 +131,8 @@ def test_csv_split_with_multiline_prompts_scores_like_the_parquet_split(local_ra
     assert len(from_csv) == len(test)
     pd.testing.assert_frame_equal(from_csv, from_parquet)  # same numbers, same (sorted) order
     assert list(from_csv[KEY].itertuples(index=False)) == sorted(from_csv[KEY].itertuples(index=False))
+    metrics = [json.loads((tmp_path / f / "metrics.json").read_text()) for f in ("split-csv", "reversed-parquet")]
+    assert metrics[0]["overall"] == metrics[1]["overall"] and metrics[0]["per_group"] == metrics[1]["per_group"]
     printed = capsys.readouterr().out
     assert f"scoring: {len(test)}/{len(test)} rows (100%)" in printed  # progress without -v
 
@@ -169,3 +171,13 @@ def test_a_run_failing_in_the_workers_leaves_the_previous_output_and_no_debris(l
     assert {p.name: p.read_bytes() for p in (out / "predictions").iterdir()} == before
     assert (out / "config.yaml").read_text() == config_before
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.ray
+def test_more_replicas_than_the_local_ray_has_is_refused_with_what_fits(local_ray, prepared, tmp_path):
+    cpus = int(local_ray.cluster_resources()["CPU"])
+    config = EvaluateConfig(test_file=str(prepared["test"]), replicas=cpus + 1, out=str(tmp_path / "o"))
+    with pytest.raises(ConfigError, match=rf"evaluate: the scoring asks {cpus + 1} CPUs \(replicas={cpus + 1} x 1 CPU\); "
+                                          rf"this Ray has {cpus}; use replicas={cpus} or --address a bigger cluster"):
+        evaluate_job.run(config)
+    assert not (tmp_path / "o" / "predictions").exists()

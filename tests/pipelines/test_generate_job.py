@@ -23,9 +23,10 @@ def config(tmp_path, adapter, **overrides) -> GenerateConfig:
 
 
 @pytest.mark.ray
-def test_every_method_runs_on_ray_data_and_matches_the_library(local_ray, random_adapter, tmp_path):
+def test_every_method_runs_on_ray_data_and_matches_the_library(local_ray, random_adapter, tmp_path, capsys):
     cfg = config(tmp_path, random_adapter)
     assert generate_job.run(cfg) == 0
+    assert f"generating: {len(PROMPTS)}/{len(PROMPTS)} prompts (100%)" in capsys.readouterr().out  # progress without -v
     out = tmp_path / "out"
     rows = pd.read_parquet(out / "generations")
     assert len(rows) == len(PROMPTS) * 4

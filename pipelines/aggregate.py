@@ -21,9 +21,10 @@ import json
 import sys
 from pathlib import Path
 
-from demoscope.config import AggregateConfig, save_config
+import yaml
+
+from demoscope.config import AggregateConfig
 from demoscope.errors import ConfigError
-from demoscope.io import atomic_write_text
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
 from demoscope.surveys import (
@@ -38,7 +39,9 @@ Aggregate survey microdata into weighted answer distributions, one row per
 reads   SPSS .sav (Pew ATP), Stata .dta (GSS), CSV or Parquet files; ATP and
         GSS are recognised from their weight columns, other surveys need --spec
 writes  OUT/distributions.parquet, OUT/distributions.csv (SubPOP format),
-        OUT/summary.json (files, respondents, what was skipped), OUT/config.yaml
+        OUT/summary.json (files, respondents, what was skipped), OUT/config.yaml;
+        all replaced together, and nothing written when no distribution could be
+        computed (the previous outputs stay as they were)
 
 columns qkey, attribute, group, question, options, responses, refusal_rate,
         ordinal, n, n_eff (Kish), weight_sum, source
@@ -98,12 +101,18 @@ def aggregate(config: AggregateConfig, address: str | None = None, verbose: bool
 
 
 def run(config: AggregateConfig, address: str | None = None, verbose: bool = False) -> int:
-    """CLI entry: aggregate, write outputs atomically, print a summary; exit 1 if a file failed."""
+    """CLI entry: aggregate, write outputs, print a summary; exit 1 if a file failed.
+
+    The outputs of one run (``distributions.parquet``, ``distributions.csv``,
+    ``config.yaml``, ``summary.json``) replace the previous ones together or not
+    at all: all are written to staging files first and renamed into place only
+    when every one is written, the summary last. A run that computes no
+    distributions writes nothing, so a failed re-run into an existing ``--out``
+    leaves the previous run's files byte-identical; its summary goes to the
+    console only (every issue is printed then, since no summary.json records them).
+    """
     frame, acc = aggregate(config, address, verbose)
     out = Path(config.out)
-    if len(frame):
-        write_distributions(frame, out)
-    save_config(config, out / "config.yaml")
     summary = {
         "files": acc.files,
         "failed_files": acc.failed_files,
@@ -112,10 +121,13 @@ def run(config: AggregateConfig, address: str | None = None, verbose: bool = Fal
         "rows": len(frame),
         "issues": [str(issue) for issue in acc.issues],
     }
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
-    _print_summary(summary, out, frame)
+    if len(frame):
+        config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)  # as save_config writes it
+        write_distributions(frame, out, {"config.yaml": config_text, "summary.json": json.dumps(summary, indent=2)})
+    _print_summary(summary, out, frame, written=bool(len(frame)))
     if not len(frame):
-        print("demoscope aggregate: error: no distributions could be computed", file=sys.stderr)
+        kept = f"; the previous outputs in {out} are left unchanged" if out.exists() else ""
+        print(f"demoscope aggregate: error: no distributions could be computed, nothing written{kept}", file=sys.stderr)
         return 1
     return 1 if acc.failed_files and not config.keep_going else 0
 
@@ -145,7 +157,7 @@ def _progress(total: int, enabled: bool):
     return bar()
 
 
-def _print_summary(summary: dict, out: Path, frame) -> None:
+def _print_summary(summary: dict, out: Path, frame, written: bool) -> None:
     from rich.console import Console
 
     console = Console(soft_wrap=True)
@@ -161,11 +173,13 @@ def _print_summary(summary: dict, out: Path, frame) -> None:
         console.print(f"[red]failed[/]: {failed}")
     issues = summary["issues"]
     if issues:
-        console.print(f"[yellow]{len(issues)} thing(s) skipped[/] (all in {out / 'summary.json'}):")
-        for line in issues[:10]:
+        shown = issues[:10] if written else issues  # with nothing written, the console is the only record
+        where = f"all in {out / 'summary.json'}" if written else "summary.json not written"
+        console.print(f"[yellow]{len(issues)} thing(s) skipped[/] ({where}):")
+        for line in shown:
             console.print(f"  - {line}", markup=False, highlight=False)
-        if len(issues) > 10:
-            console.print(f"  ... and {len(issues) - 10} more")
+        if len(issues) > len(shown):
+            console.print(f"  ... and {len(issues) - len(shown)} more")
 
 
 JOB = Job(

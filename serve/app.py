@@ -10,12 +10,21 @@ requests for the same replica are grouped by ``@serve.batch``. ``Ingress``
 validates requests (4xx JSON errors that say what is wrong; bad input never
 reaches the model), renders SubPOP prompts, fans items out to the model
 deployment and adds Wasserstein distances when human distributions are sent.
+
+Hostile input is refused in this order, cheapest first and before any await on
+the model: ``Guard`` (an ASGI middleware) checks the bearer token, the content
+type and the body size before FastAPI reads or parses the body; the pydantic
+schemas then refuse non-Unicode text and non-finite numbers; the ingress checks
+the server's limits. When no model replica answers, requests get 503 with
+``Retry-After`` instead of waiting, and ``/healthz`` says so too.
 """
 
 
 import asyncio
+import hmac
 import math
 import os
+import time
 from collections import defaultdict
 
 from importlib.resources import files
@@ -25,6 +34,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
 
 from demoscope.config import ServeConfig
@@ -48,8 +58,12 @@ api = FastAPI(
     description="Predict how subpopulations answer survey questions: option distributions from a language model "
                 "(and LoRA adapters tuned on survey data), with Wasserstein distances to human answers.",
     version="1",
-    responses={400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-               422: {"model": ErrorResponse}},
+    # What any route may answer; routes add their own (400, 404, 503) below.
+    responses={400: {"model": ErrorResponse, "description": "the body is not UTF-8 JSON"},
+               401: {"model": ErrorResponse, "description": "missing or wrong bearer token (when the server has one)"},
+               413: {"model": ErrorResponse, "description": "body, item count or prompt over the server's limits"},
+               415: {"model": ErrorResponse, "description": "body is not application/json"},
+               422: {"model": ErrorResponse, "description": "body does not match the schema"}},
     docs_url=None,  # FastAPI's own /docs and /redoc load their scripts from a CDN: blank offline
     redoc_url=None,
 )
@@ -69,13 +83,110 @@ async def _docs(request: Request) -> HTMLResponse:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str | None = None):
-        self.status, self.error, self.detail = status, error, detail
+    def __init__(self, status: int, error: str, detail: str | None = None, headers: dict[str, str] | None = None):
+        self.status, self.error, self.detail, self.headers = status, error, detail, headers
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(status_code=self.status, content={"error": self.error, "detail": self.detail},
+                            headers=self.headers)
 
 
 @api.exception_handler(ApiError)
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse(status_code=exc.status, content={"error": exc.error, "detail": exc.detail})
+    return exc.response()
+
+
+RETRY_AFTER_S = 5  # model replicas restart in seconds (the tiny model) to a minute (a large one)
+UNAVAILABLE = {503: {"model": ErrorResponse, "description": "no model replica can take the request now, or too many "
+                                                             "are queued; see the Retry-After header"}}
+
+
+class Guard:
+    """ASGI middleware run before routing: bearer token, content type and body size, in that order.
+
+    It runs before FastAPI reads the body, so a request without the token learns nothing about the
+    schema, and a huge body is refused after reading at most ``max_body_bytes`` of it (at once, from
+    Content-Length, when the client sends one). ``token`` and ``max_body_bytes`` are set by the
+    ingress replica's constructor: the app is pickled at import time, so they cannot be passed to it.
+    """
+
+    token: str | None = None
+    max_body_bytes: int = 1_048_576
+    open_paths = ("/healthz",)  # load balancers probe it without credentials
+    body_paths = ("/v1/opinions", "/v1/generate")  # the routes that read a body; others answer 404/405 as usual
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        root = scope.get("root_path", "")
+        path = scope["path"][len(root):] if scope["path"].startswith(root) else scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        reads_body = scope["method"] == "POST" and path in self.body_paths
+        refusal = self._refusal(path, reads_body, headers)
+        if refusal is None and reads_body:
+            body, refusal = await self._read_body(receive)
+            if refusal is None:
+                receive = _replay(body, receive)
+        if refusal is not None:
+            return await refusal.response()(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def _refusal(self, path: str, reads_body: bool, headers: dict[str, str]) -> ApiError | None:
+        if self.token and path not in self.open_paths:
+            scheme, _, credentials = headers.get("authorization", "").partition(" ")
+            # Schemes are case-insensitive (RFC 9110 11.1); compare_digest: no timing hint about the token.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(credentials.strip().encode(), self.token.encode()):
+                return ApiError(401, "unauthorized", f"send 'Authorization: Bearer <token>' (the server's {TOKEN_ENV})",
+                                {"WWW-Authenticate": "Bearer"})
+        if reads_body:
+            media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                return ApiError(415, "unsupported media type", f"send the body as application/json, not {media_type or 'nothing'}")
+            length = headers.get("content-length", "")
+            if length.isdigit() and int(length) > self.max_body_bytes:
+                return ApiError(413, "body too large", f"{length} bytes; at most {self.max_body_bytes}")
+        return None
+
+    async def _read_body(self, receive) -> tuple[bytes, ApiError | None]:
+        """The whole body, or a 413 as soon as it passes the limit (chunked bodies carry no Content-Length)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return b"", ApiError(400, "incomplete body", "the client disconnected")
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body_bytes:
+                return b"", ApiError(413, "body too large", f"over {self.max_body_bytes} bytes")
+            if not message.get("more_body", False):
+                return b"".join(chunks), None
+
+
+def _replay(body: bytes, receive):
+    """An ASGI ``receive`` that hands the already-read body to the app, then defers to the real one."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+api.add_middleware(Guard)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own errors (404, 405, 400 for an undecodable body) in the documented ``ErrorResponse`` shape."""
+    return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail).lower(), "detail": exc.detail},
+                        headers=exc.headers)
 
 
 @api.exception_handler(RequestValidationError)
@@ -111,6 +222,10 @@ class OpinionModel:
                 self.scorers[name] = TransformersOptionScorer(model, tokenizer, batch_size=16, adapter=name)
         self.score.set_max_batch_size(config.max_batch_size if config.batching else 1)
         self.score.set_batch_wait_timeout_s(config.batch_wait_timeout_s if config.batching else 0.0)
+
+    async def ping(self) -> bool:
+        """Answered by a live replica at once: the ingress's health probe."""
+        return True
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
     async def score(self, requests: list[tuple[str, int, str | None]]) -> list[tuple[list[float], float]]:
@@ -180,51 +295,100 @@ class Ingress:
 
         self.model, self.generator = model, generator
         self.config = ServeConfig.model_validate(settings)
-        self.token = token
+        Guard.token, Guard.max_body_bytes = token, self.config.max_body_bytes
+        self.model_ok_at = -math.inf  # when the model deployment last answered (monotonic seconds)
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.config.model))
         generation = self.config.generation
         self.large_tokenizer = (AutoTokenizer.from_pretrained(resolve_model(generation.model))
                                 if generation and generation.model else self.tokenizer)
 
-    def _authorize(self, request: Request) -> None:
-        if self.token and request.headers.get("authorization") != f"Bearer {self.token}":
-            raise ApiError(401, "unauthorized", f"send 'Authorization: Bearer <token>' (the server's {TOKEN_ENV})")
+    async def _model_answers(self) -> bool:
+        """Whether a model replica answered lately or answers a ping within ``health_timeout_s``.
 
-    @api.get("/healthz")
+        Under load, finished requests keep ``model_ok_at`` fresh, so no ping queues behind them.
+        """
+        if time.monotonic() - self.model_ok_at < self.config.health_timeout_s:
+            return True
+        try:
+            await asyncio.wait_for(self.model.ping.remote(), timeout=self.config.health_timeout_s)
+        except Exception:  # dead replica, none running, or timed out: all mean "not now"
+            return False
+        self.model_ok_at = time.monotonic()
+        return True
+
+    async def _await_model(self, calls: list):
+        """Await model calls; 503 with Retry-After when no replica can take them, instead of waiting.
+
+        Serve queues requests while a deployment has no running replica; a request here waits only
+        as long as the model keeps answering pings, and overload (``max_queued_requests``) is shed.
+        """
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        work = asyncio.ensure_future(asyncio.gather(*calls))
+        try:
+            while True:
+                done, _ = await asyncio.wait({work}, timeout=self.config.health_timeout_s)
+                if done:
+                    results = work.result()
+                    self.model_ok_at = time.monotonic()
+                    return results
+                if not await self._model_answers():
+                    raise ApiError(503, "model unavailable", "no model replica is running; retry later",
+                                   {"Retry-After": str(RETRY_AFTER_S)})
+        except BackPressureError:
+            raise ApiError(503, "overloaded", "too many requests are queued for the model; retry later",
+                           {"Retry-After": "1"}) from None
+        except (RayActorError, DeploymentUnavailableError):
+            raise ApiError(503, "model unavailable", "the model replica failed; retry later",
+                           {"Retry-After": str(RETRY_AFTER_S)}) from None
+        finally:
+            work.cancel()  # a no-op once done; else the queued calls are withdrawn
+
+    @api.get("/healthz", responses=UNAVAILABLE)
     async def healthz(self) -> dict:
+        """200 while a model replica answers; 503 (with Retry-After) when none does. No token needed."""
+        if not await self._model_answers():
+            raise ApiError(503, "model unavailable", "no model replica answers", {"Retry-After": str(RETRY_AFTER_S)})
         return {"status": "ok"}
 
     @api.get("/v1/models", response_model=ModelInfo)
-    async def models(self, request: Request) -> ModelInfo:
-        self._authorize(request)
+    async def models(self) -> ModelInfo:
         c = self.config
         return ModelInfo(model=c.model, adapters=sorted(c.adapters), default_adapter=c.default_adapter,
                          backend=choose_backend(c.backend, c.use_gpu), max_items=c.max_items, max_options=c.max_options,
                          max_prompt_tokens=c.max_prompt_tokens)
 
-    @api.post("/v1/opinions", response_model=OpinionsResponse)
-    async def opinions(self, body: OpinionsRequest, request: Request) -> OpinionsResponse:
+    @api.post("/v1/opinions", response_model=OpinionsResponse, responses={
+        400: {"model": ErrorResponse, "description": "too many options, or an unknown subpopulation"},
+        404: {"model": ErrorResponse, "description": "unknown adapter"}, **UNAVAILABLE})
+    async def opinions(self, body: OpinionsRequest) -> OpinionsResponse:
         """Option distributions for a batch of items; with `human`, the Wasserstein distance too."""
-        self._authorize(request)
         c = self.config
         if len(body.items) > c.max_items:
             raise ApiError(413, "too many items", f"{len(body.items)} items; this server takes at most {c.max_items} per request")
         prepared = [self._prepare(i, item) for i, item in enumerate(body.items)]
-        scored = await asyncio.gather(*(self.model.score.remote((p, len(item.options), a))
-                                        for (p, a), item in zip(prepared, body.items)))
+        # Off the event loop: a long prompt must not stall other requests (or /healthz) while it is counted.
+        counts = await asyncio.to_thread(lambda: [len(ids) for ids in self.tokenizer([p for p, _ in prepared])["input_ids"]])
+        for i, tokens in enumerate(counts):
+            if tokens > c.max_prompt_tokens:
+                raise ApiError(413, "prompt too long", f"items[{i}] renders to {tokens} tokens; at most {c.max_prompt_tokens}")
+        scored = await self._await_model([self.model.score.remote((p, len(item.options), a))
+                                          for (p, a), item in zip(prepared, body.items)])
         return OpinionsResponse(results=[
             OpinionResult(distribution=dist, option_mass=mass, model=c.model, adapter=adapter,
                           wasserstein=_distance(item, dist))
             for ((dist, mass), (_, adapter), item) in zip(scored, prepared, body.items)
         ])
 
-    @api.post("/v1/generate", response_model=GenerateResponse)
-    async def generate(self, body: GenerateRequest, request: Request) -> GenerateResponse:
+    @api.post("/v1/generate", response_model=GenerateResponse, responses={
+        400: {"model": ErrorResponse, "description": "unknown method, no guide pair, too many samples or tokens"},
+        404: {"model": ErrorResponse, "description": "generation is not enabled on this server"}, **UNAVAILABLE})
+    async def generate(self, body: GenerateRequest) -> GenerateResponse:
         """Continue prompts with base sampling, best-of-N, chunk-level beam search or EFT (weak-to-strong)."""
         from demoscope.decoding import DecodingMethod
         from demoscope.errors import ConfigError
 
-        self._authorize(request)
         g = self.config.generation
         if self.generator is None or g is None:
             raise ApiError(404, "generation not enabled", "start the server with generation.tuned=... (see /docs)")
@@ -241,13 +405,21 @@ class Ingress:
             raise ApiError(413, "too many prompts", f"{len(body.prompts)} prompts; at most {g.max_prompts} per request")
         if body.max_new_tokens > g.max_new_tokens:
             raise ApiError(400, "max_new_tokens too large", f"{body.max_new_tokens}; at most {g.max_new_tokens}")
-        for i, prompt in enumerate(body.prompts):
-            tokens = len(self.large_tokenizer(g.large_template.format(raw_prompt=prompt))["input_ids"])
+        texts = [g.large_template.format(raw_prompt=prompt) for prompt in body.prompts]
+        counts = await asyncio.to_thread(lambda: [len(ids) for ids in self.large_tokenizer(texts)["input_ids"]])
+        for i, tokens in enumerate(counts):
             if tokens + body.max_new_tokens > self.config.max_prompt_tokens:
                 raise ApiError(413, "prompt too long", f"prompts[{i}] is {tokens} tokens + {body.max_new_tokens} new; "
                                                        f"at most {self.config.max_prompt_tokens}")
         params = body.model_dump(include={"temperature", "top_k", "top_p", "max_new_tokens", "seed"})
-        results = await self.generator.generate.remote(body.prompts, body.method, params)
+        from ray.exceptions import RayActorError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        try:
+            results = await self.generator.generate.remote(body.prompts, body.method, params)
+        except (BackPressureError, RayActorError, DeploymentUnavailableError):
+            raise ApiError(503, "generator unavailable", "the generation replica is busy or restarting; retry later",
+                           {"Retry-After": str(RETRY_AFTER_S)}) from None
         return GenerateResponse(method=method.label, model=g.model or self.config.model,
                                 results=[Generated(**r) for r in results])
 
@@ -268,9 +440,6 @@ class Ingress:
                                  sub.steering if sub else "QA", item.steering_text)
         except SpecError as exc:
             raise ApiError(400, "unknown subpopulation", f"{where}: {exc}") from None
-        tokens = len(self.tokenizer(prompt)["input_ids"])
-        if tokens > c.max_prompt_tokens:
-            raise ApiError(413, "prompt too long", f"{where} renders to {tokens} tokens; at most {c.max_prompt_tokens}")
         return prompt, adapter
 
 
@@ -283,14 +452,20 @@ def build_app(args: dict) -> serve.Application:
         autoscaling_config={"min_replicas": config.min_replicas, "max_replicas": config.max_replicas,
                             "target_ongoing_requests": config.target_ongoing_requests},
         max_ongoing_requests=max(4 * config.max_batch_size, config.target_ongoing_requests * 2),
+        # Shed overload: past this many prompts waiting in the ingress's router, calls raise
+        # BackPressureError at once (the ingress answers 503) instead of queueing without bound.
+        max_queued_requests=config.max_queued_requests,
     ).bind(settings)
     # The ingress only validates and awaits: let it hold many requests, or the proxy queues
     # and backs off at Serve's default of 5 ongoing requests per replica.
-    ingress = Ingress.options(max_ongoing_requests=max(256, 4 * config.max_items))
+    # Past max_queued_requests waiting at the proxy, Serve itself answers 503.
+    ingress = Ingress.options(max_ongoing_requests=max(256, 4 * config.max_items),
+                              max_queued_requests=config.max_queued_requests)
     generator = None
     if config.generation is not None:
         generator = GenerationModel.options(
             ray_actor_options={"num_cpus": config.replica_cpus, "num_gpus": 1 if config.use_gpu else 0},
             max_ongoing_requests=8,
+            max_queued_requests=32,
         ).bind(settings)
     return ingress.bind(model, settings, os.environ.get(TOKEN_ENV) or None, generator)

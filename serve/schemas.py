@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+
+def _unicode(value: str) -> str:
+    """Refuse lone UTF-16 surrogates (JSON allows ``"\\ud800"``): tokenizers raise on them, so they would be a 500."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("contains a lone UTF-16 surrogate: not valid Unicode text") from None
+    return value
+
+
+# Every string the server reads goes through ``Text``, so a bad character is a 422 whatever the field.
+Text = Annotated[str, AfterValidator(_unicode)]
+# A prompt with at least one non-blank character; the pattern puts that rule in the OpenAPI schema too.
+Prompt = Annotated[str, StringConstraints(pattern=r"\S"), AfterValidator(_unicode)]
+# JSON's NaN/Infinity extensions are parsed by Python: refuse them where numbers feed arithmetic.
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Share = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class Subpopulation(BaseModel):
     """A group of people, rendered into the prompt with one of SubPOP's steering templates."""
 
     model_config = ConfigDict(extra="forbid")
-    attribute: str = Field(..., examples=["POLIDEOLOGY"])
-    group: str = Field(..., examples=["Liberal"])
+    attribute: Text = Field(..., examples=["POLIDEOLOGY"])
+    group: Text = Field(..., examples=["Liberal"])
     steering: Literal["QA", "BIO", "PORTRAY"] = "QA"
 
 
@@ -20,13 +39,15 @@ class OpinionItem(BaseModel):
     """One survey question to answer for one subpopulation (or under free steering text)."""
 
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(..., min_length=1, examples=["How much, if at all, do you worry about climate change?"])
-    options: list[str] = Field(..., min_length=2, examples=[["A great deal", "Some", "Not too much", "Not at all"]])
-    ordinal: list[float] | None = Field(None, description="ordinal position per option (-1: not on the scale); default 1..K")
+    question: Prompt = Field(..., examples=["How much, if at all, do you worry about climate change?"])
+    options: list[Text] = Field(..., min_length=2, examples=[["A great deal", "Some", "Not too much", "Not at all"]])
+    ordinal: list[Finite] | None = Field(None, description="ordinal position per option (-1: not on the scale); default "
+                                                        "1..K; exactly one entry per option")
     subpopulation: Subpopulation | None = None
-    steering_text: str | None = Field(None, description="free text put before the question instead of a subpopulation")
-    human: list[float] | None = Field(None, description="the humans' distribution over options, to get a Wasserstein distance")
-    adapter: str | None = Field(None, description="LoRA adapter to use (GET /v1/models); default: the server's default")
+    steering_text: Text | None = Field(None, description="free text put before the question instead of a subpopulation")
+    human: list[Share] | None = Field(None, description="the humans' distribution over options, to get a Wasserstein "
+                                                      "distance; exactly one non-negative share per option, positive sum")
+    adapter: Text | None = Field(None, description="LoRA adapter to use (GET /v1/models); default: the server's default")
 
     @model_validator(mode="after")
     def _consistent(self) -> "OpinionItem":
@@ -36,8 +57,9 @@ class OpinionItem(BaseModel):
             values = getattr(self, name)
             if values is not None and len(values) != len(self.options):
                 raise ValueError(f"{name} has {len(values)} entries but there are {len(self.options)} options")
-        if self.human is not None and (min(self.human) < 0 or sum(self.human) <= 0):
-            raise ValueError("human must be non-negative shares with a positive sum")
+        # Finite shares can still overflow when summed (two of 1e308): that sum would zero the distribution.
+        if self.human is not None and not (0 < sum(self.human) < math.inf):
+            raise ValueError("human must be non-negative shares with a positive, finite sum")
         return self
 
 
@@ -77,20 +99,13 @@ class GenerateRequest(BaseModel):
     """Prompts to continue with one weak-to-strong decoding method."""
 
     model_config = ConfigDict(extra="forbid")
-    prompts: list[str] = Field(..., min_length=1, examples=[["The film opens with"]])
-    method: str = Field("base", description="base, bon:N, cbs:W,K,L or eft:BETA", examples=["cbs:4,4,5"])
-    temperature: float = Field(0.7, ge=0, description="0: greedy")
+    prompts: list[Prompt] = Field(..., min_length=1, examples=[["The film opens with"]])
+    method: Text = Field("base", description="base, bon:N, cbs:W,K,L or eft:BETA", examples=["cbs:4,4,5"])
+    temperature: float = Field(0.7, ge=0, allow_inf_nan=False, description="0: greedy")
     top_k: int = Field(50, ge=0, description="0: off")
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(50, ge=1)
     seed: int | None = Field(1, description="same seed and prompt, same continuation")
-
-    @model_validator(mode="after")
-    def _non_empty(self) -> "GenerateRequest":
-        for i, prompt in enumerate(self.prompts):
-            if not prompt.strip():
-                raise ValueError(f"prompts[{i}] is empty")
-        return self
 
 
 class Generated(BaseModel):

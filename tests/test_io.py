@@ -171,3 +171,20 @@ def test_folder_contents_round_trip(tmp_path, files):
             (staging / name).write_bytes(data)
     assert {p.name: p.read_bytes() for p in target.iterdir()} == files
     assert debris(tmp_path, "folder") == []
+
+
+def test_atomic_write_all_replaces_every_file_or_none(tmp_path):
+    a, b, c = tmp_path / "a.txt", tmp_path / "sub" / "b.txt", tmp_path / "c.txt"
+    a.write_text("old a")
+    c.write_text("old c")
+
+    def explode(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        io.atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: lambda tmp: tmp.write_text("new b"), c: explode})
+    assert (a.read_text(), c.read_text(), b.exists()) == ("old a", "old c", False)
+    assert debris(tmp_path, "a.txt") == debris(tmp_path, "c.txt") == debris(tmp_path / "sub", "b.txt") == []
+    written = io.atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: lambda tmp: tmp.write_text("new b")})
+    assert written == [a, b] and (a.read_text(), b.read_text(), c.read_text()) == ("new a", "new b", "old c")

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -81,21 +81,40 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     name. On any exception, KeyboardInterrupt included, the staging file is
     removed, ``path`` keeps its old contents and the exception propagates.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    return atomic_write_all({path: write})[0]
+
+
+def atomic_write_all(writes: Mapping[str | Path, Callable[[Path], None]]) -> list[Path]:
+    """Write several files as one output: every writer runs first, then all are renamed into place.
+
+    ``writes`` maps each destination to a writer called with its staging path,
+    as in :func:`atomic_write`. Only when every writer has succeeded are the
+    staging files renamed over their destinations, in the mapping's order, so
+    a failing writer or a Ctrl-C leaves every destination as it was and no
+    staging debris. The renames are quick but separate: only a crash between
+    two of them can leave some files new and others old, so put the file that
+    marks an output complete (a summary) last. Returns the destinations.
+    """
+    staged: list[tuple[Path, Path]] = []
     try:
-        write(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~current_umask())
-        _fsync_path(tmp_path)
-        os.replace(tmp_path, path)
+        for destination, write in writes.items():
+            path = Path(destination)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            staged.append((Path(tmp), path))
+            write(Path(tmp))
+            os.chmod(tmp, 0o666 & ~current_umask())
+            _fsync_path(Path(tmp))
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        _remove(tmp_path)
+        for tmp, _ in staged:
+            _remove(tmp)  # a no-op for the ones already renamed
         raise
-    _fsync_path(path.parent)  # makes the rename itself durable
-    return path
+    for folder in dict.fromkeys(path.parent for _, path in staged):
+        _fsync_path(folder)  # makes the renames themselves durable
+    return [path for _, path in staged]
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

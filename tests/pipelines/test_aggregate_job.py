@@ -80,3 +80,17 @@ def test_missing_input_folder_contents_is_a_clear_error(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     assert cli_main(["aggregate", "--input", str(tmp_path / "empty")]) == 2
     assert "holds no survey files" in capsys.readouterr().err
+
+
+def test_failed_rerun_leaves_the_previous_outputs_byte_identical(local_ray, tmp_path, capsys):
+    good, bad = write_atp(tmp_path / "good.sav"), tmp_path / "bad.sav"
+    bad.write_bytes(b"$FL2 not SPSS")
+    out = tmp_path / "agg"
+    assert run(AggregateConfig(inputs=[str(good)], out=str(out), progress=False)) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["config.yaml", "distributions.csv", "distributions.parquet", "summary.json"]
+    capsys.readouterr()
+    assert run(AggregateConfig(inputs=[str(bad)], out=str(out), progress=False)) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no debris either
+    printed = capsys.readouterr()
+    assert "cannot be read as a .sav survey file" in printed.out and "left unchanged" in printed.err

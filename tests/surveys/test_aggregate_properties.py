@@ -24,6 +24,10 @@ conventions where they deliberately differ):
   zero weight is counted in ``n``.
 - One answer code that maps to no option skips the whole question for that
   file, reported as an Issue (SubPOP skips only the groups that meet it).
+- A question nobody in a file answered is skipped for that file, reported per
+  file and column; it does not fix the question's options for later files.
+- A file with no positive weight (all missing or zero, or no respondents) fails
+  as a whole and contributes nothing, not even its zero-weight respondents' ``n``.
 - A row exists only when the group's non-refusal weight is positive.
 - Stata extended missing values are written for real: pyreadstat's
   ``write_dta`` takes ``missing_user_values`` (letters a-z) on integer columns.
@@ -229,6 +233,8 @@ def reference_rows(surveys: list[Survey]) -> dict[tuple[str, str, str], dict]:
     """
     contributors: dict[str, list[Survey]] = {}
     for survey in surveys:
+        if file_fails(survey):
+            continue
         for qkey in survey.answers:
             if qkey in skipped_questions(survey):
                 continue
@@ -272,11 +278,27 @@ def reference_rows(surveys: list[Survey]) -> dict[tuple[str, str, str], dict]:
     return rows
 
 
-def skipped_questions(survey: Survey) -> set[str]:
+def unlabelled_questions(survey: Survey) -> set[str]:
     return {
         q for q, answers in survey.answers.items()
         if any(float(a) not in survey.options[q] for a in answers if not is_missing(a, survey, q))
     }
+
+
+def unanswered_questions(survey: Survey) -> set[str]:
+    return {q for q, answers in survey.answers.items() if all(is_missing(a, survey, q) for a in answers)}
+
+
+def skipped_questions(survey: Survey) -> set[str]:
+    return unlabelled_questions(survey) | unanswered_questions(survey)
+
+
+def no_positive_weight(survey: Survey) -> bool:
+    return not any(w > 0 for w in survey.weights)  # NaN > 0 is False
+
+
+def file_fails(survey: Survey) -> bool:
+    return no_positive_weight(survey) or skipped_questions(survey) == set(survey.answers)
 
 
 def empty_groups(survey: Survey) -> set[str]:
@@ -306,16 +328,23 @@ def assert_matches_reference(out: pd.DataFrame, surveys: list[Survey]) -> None:
 
 
 def assert_issues_name_what_was_skipped(partial, survey: Survey) -> None:
-    skipped = skipped_questions(survey)
-    assert partial.failed == (skipped == set(survey.answers)), [str(i) for i in partial.issues]
-    reported = {i.column for i in partial.issues if "have no value label" in i.message}
-    assert reported == skipped
+    assert partial.failed == file_fails(survey), [str(i) for i in partial.issues]
     unformed = {m.group(1) for i in partial.issues if (m := re.search(r"no value label matches .* for group \w+='([^']+)'", i.message))}
     assert unformed == ({key[1] for key in ATP_GROUPS if key not in survey.groups} if survey.name.endswith(".sav") else set())
+    if no_positive_weight(survey):  # the weights are checked first: the file stops there
+        [fatal] = [i for i in partial.issues if i.fatal]
+        n = len(survey.weights)
+        assert fatal.column == ("wtssnrps" if survey.name.endswith(".dta") else f"WEIGHT_{survey.name[4:-4]}")
+        assert (fatal.message == "holds no respondents") if n == 0 else (f"all {n} weights are missing or zero" in fatal.message)
+        return
+    reported = {i.column for i in partial.issues if "have no value label" in i.message}
+    assert reported == unlabelled_questions(survey)
+    unanswered = {i.column for i in partial.issues if i.message == f"question {i.column}: no respondent answered it; skipped"}
+    assert unanswered == unanswered_questions(survey)
     no_one = {g for g in empty_groups(survey) if any(f"={g!r} has no respondents" in i.message for i in partial.issues)}
     assert no_one == empty_groups(survey)
     if not partial.failed:
-        assert set(partial.questions.qkey) == set(survey.answers) - skipped
+        assert set(partial.questions.qkey) == set(survey.answers) - skipped_questions(survey)
 
 
 @functools.cache

@@ -120,3 +120,73 @@ def test_atomic_write_leaves_old_file_and_no_temp_on_failure(tmp_path):
         atomic_write(target, explode)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.csv"]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf")])
+def test_infinite_weights_are_rejected_naming_the_weight_column(tmp_path, inputs, bad):
+    frame = atp_frame()
+    frame.loc[2, "WEIGHT_W68"] = bad
+    issue = only_fatal(reduce_file(write_atp(tmp_path / "w.sav", frame), inputs))
+    assert issue.column == "WEIGHT_W68" and issue.path.endswith("w.sav")
+    assert "1 infinite weight" in issue.message and "finite" in issue.message
+
+
+def test_file_whose_weights_are_all_missing_or_zero_fails_and_others_aggregate(tmp_path, inputs):
+    frame = atp_frame()
+    frame["WEIGHT_W68"] = [0.0, float("nan"), 0.0, 0.0, float("nan"), 0.0, 0.0, 0.0]
+    empty = write_atp(tmp_path / "empty.sav", frame)
+    issue = only_fatal(reduce_file(empty, inputs))
+    assert issue.column == "WEIGHT_W68" and issue.path == str(empty)
+    assert "all 8 weights are missing or zero" in issue.message
+    good = write_atp(tmp_path / "good.sav")
+    out, acc = aggregate_files([empty, good], inputs)
+    assert acc.failed_files == [str(empty)] and set(out.source) == {"good.sav"}
+
+
+def test_question_nobody_answered_is_reported_per_file_and_column(tmp_path, inputs):
+    frame = atp_frame()
+    frame["BLM_W68"] = float("nan")
+    path = write_atp(tmp_path / "w.sav", frame)
+    partial = reduce_file(path, inputs)
+    assert not partial.failed
+    issue = next(i for i in partial.issues if i.column == "BLM_W68")
+    assert issue.path == str(path) and issue.message == "question BLM_W68: no respondent answered it; skipped"
+    assert set(partial.questions.qkey) == {"GUN_W68"}
+
+
+def test_pairs_without_respondents_name_their_questions_and_files(tmp_path, inputs):
+    frame = atp_frame()
+    frame.loc[frame.F_PARTY_FINAL == 1, "BLM_W68"] = float("nan")  # no Republican answered BLM
+    out, acc = aggregate_files([write_atp(tmp_path / "w.sav", frame)], inputs)
+    [issue] = [i for i in acc.issues if "had no respondents" in i.message]
+    # Republicans (r5-r7) are also the only Conservatives (r5, r6): two pairs, one question.
+    assert issue.message.startswith("2 (question, group) pairs had no respondents")
+    assert "POLPARTY=Republican (1 questions)" in issue.message
+    assert "BLM_W68 in w.sav (2 groups)" in issue.message
+    assert ("BLM_W68", "Republican") not in set(zip(out.qkey, out.group))
+
+
+def test_text_demographic_column_gets_one_message_saying_it_holds_text(tmp_path, inputs):
+    frame = atp_frame()
+    frame["F_RELIG"] = ["Protestant", "Jewish", "Muslim", "Protestant", "Hindu", "Jewish", "Atheist", "Protestant"]
+    partial = reduce_file(write_atp(tmp_path / "w.sav", frame), inputs)
+    assert not partial.failed
+    about = [i for i in partial.issues if i.column == "F_RELIG" or "F_RELIG" in i.message]
+    assert len(about) == 1, [str(i) for i in about]
+    assert about[0].column == "F_RELIG" and "holds text, not coded answers" in about[0].message
+    assert "'Protestant'" in about[0].message and "value_labels" in about[0].message
+    assert not any("no value label matches" in i.message for i in partial.issues)
+
+
+def test_text_demographic_column_of_a_csv_skips_its_groups_not_the_file(tmp_path):
+    pd.DataFrame({"wt": [1.0, 2.0, 1.0], "q1": [1, 2, 1], "region": ["South", "Northeast", "South"]}).to_csv(
+        tmp_path / "p.csv", index=False)
+    (tmp_path / "p.yaml").write_text(
+        "name: p\nweight: '^wt$'\nquestions: {columns: [q1]}\nvalue_labels: {q1: {1: 'yes', 2: 'no', 9: Refused}}\n"
+        "attributes: {CREGION: {columns: [region], groups: {Northeast: {codes: [1]}, South: {codes: [2]}}}}\n"
+    )
+    inputs = AggregateInputs.build(load_subpopulations("22"), spec_path=str(tmp_path / "p.yaml"))
+    partial = reduce_file(tmp_path / "p.csv", inputs)
+    assert not partial.failed, [str(i) for i in partial.issues]
+    [issue] = [i for i in partial.issues if i.column == "region"]
+    assert "holds text, not coded answers" in issue.message and "'Northeast', 'South'" in issue.message

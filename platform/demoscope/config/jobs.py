@@ -275,6 +275,9 @@ class ServeConfig(JobConfig):
     min_replicas: int = Field(1, ge=1, description="autoscaling: fewest model replicas")
     max_replicas: int = Field(2, ge=1, description="autoscaling: most model replicas")
     target_ongoing_requests: int = Field(32, ge=1, description="autoscaling: ongoing prompts per replica to aim for")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted (413 above), checked before parsing")
+    max_queued_requests: int = Field(512, ge=1, description="prompts queued for the model deployment before requests get 503 (load shedding)")
+    health_timeout_s: float = Field(2.0, gt=0, description="how long /healthz and a waiting request give the model to answer a ping before 503")
     blocking: bool = Field(True, description="keep serving until interrupted (false: deploy and return)")
     generation: GenerationSettings | None = Field(None, description="enable POST /v1/generate (generation.tuned=...)")
 

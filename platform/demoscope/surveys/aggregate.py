@@ -16,7 +16,10 @@ parallel and stream the rest:
 
 Conventions (SubPOP, ``reference/subpop.md`` §1): respondents with a missing
 answer are dropped; a NaN weight counts as 0 (and the respondent is not
-counted in ``n``); the last option is the refusal option.
+counted in ``n``); the last option is the refusal option. A file fails as a
+whole when a weight is infinite or negative, or when no weight is positive (it
+would count as aggregated while adding nothing); a question nobody in a file
+answered is skipped for that file and reported with its column.
 """
 
 from __future__ import annotations
@@ -140,8 +143,7 @@ def reduce_file(path: str | Path, inputs: AggregateInputs) -> FilePartial:
 def _count(columns: dict[str, np.ndarray], plan: FilePlan, partial: FilePartial) -> None:
     path = partial.path
     weights = columns[plan.weight_column]
-    if np.nanmin(weights, initial=0.0) < 0:
-        raise SurveyFormatError(path, "holds negative weights; expected weights >= 0", plan.weight_column)
+    _check_weights(weights, path, plan.weight_column)
     has_weight = ~np.isnan(weights)
     weights = np.where(has_weight, weights, 0.0)
     groups = membership(columns, plan)
@@ -157,6 +159,10 @@ def _count(columns: dict[str, np.ndarray], plan: FilePlan, partial: FilePartial)
     for question in plan.questions:
         answers = columns[question.qkey]
         answered = np.flatnonzero(~np.isnan(answers))
+        if not len(answered):
+            # Asked of nobody in this wave (or all answers missing): say so here, where file and column are known.
+            partial.issues.append(Issue(path, f"question {question.qkey}: no respondent answered it; skipped", question.qkey))
+            continue
         given = answers[answered]
         hits = given[:, None] == np.asarray(question.slot_codes)[None, :]  # <= 10 options: a tiny matrix
         known = hits.any(axis=1)
@@ -204,6 +210,24 @@ def _count(columns: dict[str, np.ndarray], plan: FilePlan, partial: FilePartial)
         "ordinal": [q.ordinal for q in questions],
         "source": Path(path).name,
     })
+
+
+def _check_weights(weights: np.ndarray, path: str, column: str) -> None:
+    """Refuse weights no distribution can come from: infinite, negative, or none positive.
+
+    An infinite weight would turn its groups' shares into NaN, a negative one
+    has no meaning, and a file whose weights are all missing or zero would
+    count as aggregated while contributing nothing.
+    """
+    if not len(weights):
+        raise SurveyFormatError(path, "holds no respondents", column)
+    infinite = int(np.isinf(weights).sum())
+    if infinite:
+        raise SurveyFormatError(path, f"holds {infinite} infinite weight(s); expected finite weights >= 0", column)
+    if np.nanmin(weights, initial=0.0) < 0:
+        raise SurveyFormatError(path, "holds negative weights; expected weights >= 0", column)
+    if not (weights > 0).any():  # NaN > 0 is False
+        raise SurveyFormatError(path, f"all {len(weights)} weights are missing or zero; no respondent can count", column)
 
 
 class CountAccumulator:
@@ -304,13 +328,16 @@ def finalize(
     answered = weight_sum - refused
     empty = weight_sum <= 0
     only_refused = ~empty & (answered <= 0)
-    if empty.any():
-        q, g = np.nonzero(empty)
-        per_group = pd.Series([f"{pairs.attribute[j]}={pairs.group[j]}" for j in g]).value_counts()
-        detail = ", ".join(f"{k} ({v} questions)" for k, v in per_group.head(6).items())
-        issues.append(Issue("(all files)", f"{len(q)} (question, group) pairs had no respondents and were left out: {detail}"))
-    if only_refused.any():
-        issues.append(Issue("(all files)", f"{int(only_refused.sum())} (question, group) pairs had only refusals and were left out"))
+    # Name the groups, and the questions with the files they came from, so a reader knows where to look.
+    for mask, what in ((empty, "had no respondents"), (only_refused, "had only refusals")):
+        if mask.any():
+            q, g = np.nonzero(mask)
+            by_group = _top([f"{pairs.attribute[j]}={pairs.group[j]}" for j in g], "questions")
+            by_question = _top([f"{questions.qkey[i]} in {questions.source[i]}" for i in q], "groups")
+            issues.append(Issue(
+                "(all files)",
+                f"{len(q)} (question, group) pairs {what} and were left out; by group: {by_group}; by question: {by_question}",
+            ))
 
     q_idx, g_idx = np.nonzero(~empty & ~only_refused)
     rows_w = w[q_idx, g_idx]
@@ -336,3 +363,10 @@ def finalize(
         "source": questions["source"].to_numpy()[q_idx],
     })
     return out[OUTPUT_COLUMNS], issues
+
+
+def _top(names: list[str], unit: str, shown: int = 6) -> str:
+    """``"a (3 unit), b (1 unit), ... (4 more)"``: the most frequent names with their counts."""
+    counts = pd.Series(names).value_counts()
+    text = ", ".join(f"{name} ({count} {unit})" for name, count in counts.head(shown).items())
+    return text + (f", ... ({len(counts) - shown} more)" if len(counts) > shown else "")

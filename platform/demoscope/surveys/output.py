@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from demoscope.io import atomic_write
+from demoscope.io import atomic_write_all
 from demoscope.surveys.validation import parse_list_cells
 
 LIST_COLUMNS = ("options", "responses", "ordinal")
@@ -30,12 +31,26 @@ def to_subpop_csv_frame(distributions: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def write_distributions(distributions: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``distributions.parquet`` and ``distributions.csv`` atomically into ``out_dir``."""
+def write_distributions(
+    distributions: pd.DataFrame, out_dir: str | Path, texts: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """Write ``distributions.parquet``, ``distributions.csv`` and ``texts`` (file name -> UTF-8 text) into ``out_dir``.
+
+    All files are replaced together or not at all (:func:`demoscope.io.atomic_write_all`):
+    a failure while writing any of them leaves every previous file in ``out_dir``
+    as it was, so a run's distributions never sit beside another run's summary.
+    ``texts`` are renamed into place last, in their order (give the summary last).
+    Returns the written paths by key: ``parquet``, ``csv`` and each text's name.
+    """
     out_dir = Path(out_dir)
-    parquet = atomic_write(out_dir / "distributions.parquet", lambda tmp: distributions.to_parquet(tmp, index=False))
-    csv = atomic_write(out_dir / "distributions.csv", lambda tmp: to_subpop_csv_frame(distributions).to_csv(tmp, index=False))
-    return {"parquet": parquet, "csv": csv}
+    writes = {
+        out_dir / "distributions.parquet": lambda tmp: distributions.to_parquet(tmp, index=False),
+        out_dir / "distributions.csv": lambda tmp: to_subpop_csv_frame(distributions).to_csv(tmp, index=False),
+    }
+    for name, text in (texts or {}).items():
+        writes[out_dir / name] = lambda tmp, text=text: tmp.write_text(text, encoding="utf-8")
+    written = atomic_write_all(writes)
+    return dict(zip(["parquet", "csv", *(texts or {})], written))
 
 
 def read_distributions(path: str | Path) -> pd.DataFrame:

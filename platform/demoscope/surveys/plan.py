@@ -21,6 +21,7 @@ from demoscope.surveys.readers import SurveyMeta
 from demoscope.surveys.spec import GroupRule, SurveySpec
 
 REFUSED = "Refused"
+TEXT_COLUMN = "holds text"  # plan_group's marker for a demographic column of strings
 
 
 @dataclass
@@ -192,6 +193,10 @@ def plan_group(meta: SurveyMeta, spec: SurveySpec, subpop: Subpopulation) -> Gro
         return Issue(path, f"no column for {subpop.attribute} (looked for {', '.join(candidates)}); group {subpop.group!r} skipped")
     if rule.combine == "first":
         present = present[:1]
+    text = [c for c in present if c in meta.text_columns]
+    if text:
+        # Group rules match numeric codes; plan_file turns these into one message per column.
+        return Issue(path, TEXT_COLUMN, text[0])
     conditions = []
     for column in present:
         match = rule.match_for(column)
@@ -227,16 +232,26 @@ def plan_file(
         (questions if isinstance(planned, QuestionPlan) else issues).append(planned)
     if not questions:
         raise SurveyFormatError(meta.path, f"no usable question columns found ({spec.name} convention)")
-    groups, missing_columns = [], {}
+    groups, missing_columns, text_columns = [], {}, {}
     for subpop in subpopulations:
         planned = plan_group(meta, spec, subpop)
         if isinstance(planned, GroupPlan):
             groups.append(planned)
         elif planned.message.startswith("no column for"):
             missing_columns.setdefault(planned.message.split(";")[0], []).append(subpop.group)
+        elif planned.message == TEXT_COLUMN:
+            text_columns.setdefault(planned.column, []).append(subpop.group)
         else:
             issues.append(planned)
-    # One line per missing attribute column, not one per group.
+    # One line per missing attribute column, and per text column, not one per group.
     for message, names in missing_columns.items():
         issues.append(Issue(str(meta.path), f"{message}; groups {', '.join(map(repr, names))} skipped"))
+    for column, names in text_columns.items():
+        issues.append(Issue(
+            str(meta.path),
+            f"column {column} holds text, not coded answers; groups {', '.join(map(repr, names))} skipped. "
+            "Store it as numeric codes and name them in a survey spec (--spec): value_labels for the column, "
+            "or codes for each group",
+            column,
+        ))
     return FilePlan(spec=spec, wave=wave, weight_column=weight, questions=questions, groups=groups, issues=issues)

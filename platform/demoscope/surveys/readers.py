@@ -27,6 +27,11 @@ class SurveyMeta:
     columns: list[str]
     value_labels: dict[str, dict[float, str]] = field(default_factory=dict)
     column_labels: dict[str, str] = field(default_factory=dict)
+    text_columns: set[str] = field(default_factory=set)  # columns of strings, not numeric codes
+
+
+# CSV has no types: this many rows are read to tell text columns from coded ones.
+CSV_TYPE_SAMPLE_ROWS = 1000
 
 
 def _reader(path: Path):
@@ -66,16 +71,30 @@ def read_meta(path: str | Path) -> SurveyMeta:
                 columns=list(meta.column_names),
                 value_labels={c: _sorted_labels(v) for c, v in meta.variable_value_labels.items()},
                 column_labels={c: str(l) for c, l in column_labels.items() if l},
+                text_columns={c for c, kind in meta.readstat_variable_types.items() if kind == "string"},
             )
         if path.suffix.lower() == ".csv":
-            return SurveyMeta(path=path, columns=list(pd.read_csv(path, nrows=0).columns))
+            sample = pd.read_csv(path, nrows=CSV_TYPE_SAMPLE_ROWS)
+            text = {c for c in sample.columns if not pd.api.types.is_numeric_dtype(sample[c]) and sample[c].notna().any()}
+            return SurveyMeta(path=path, columns=list(sample.columns), text_columns=text)
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
-            return SurveyMeta(path=path, columns=list(pq.read_schema(path).names))
+            schema = pq.read_schema(path)
+            text = {f.name for f in schema if _is_text(f.type)}
+            return SurveyMeta(path=path, columns=list(schema.names), text_columns=text)
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
         raise SurveyFormatError(path, f"cannot be read as a {path.suffix} survey file ({_describe(exc)})") from None
     raise SurveyFormatError(path, f"unsupported file type {path.suffix!r}; expected one of {', '.join(SURVEY_SUFFIXES)}")
+
+
+def _is_text(kind) -> bool:
+    """An Arrow string type, plain or dictionary-encoded (a pandas categorical of strings)."""
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
 
 def read_columns(meta: SurveyMeta, columns: list[str]) -> dict[str, np.ndarray]:

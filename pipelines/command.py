@@ -11,6 +11,8 @@ and ``python -m demoscope.pipelines.JOB``.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import types
 import typing
@@ -93,8 +95,9 @@ def run_parsed(job: Job, args: argparse.Namespace) -> int:
     except DemoscopeError as exc:
         print(f"demoscope {job.name}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"demoscope {job.name}: interrupted; no partial output was written", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A job that knows what it leaves behind says so in the interrupt (train: its checkpoints, how to resume).
+        print(f"demoscope {job.name}: {str(exc) or 'interrupted; no partial output was written'}", file=sys.stderr)
         # Re-raise so that a caller (a test session, a notebook) stops too; at the top of a script
         # the hook below keeps the traceback off the screen and Python exits by SIGINT (status 130).
         sys.excepthook = _quiet_interrupt_hook
@@ -102,9 +105,18 @@ def run_parsed(job: Job, args: argparse.Namespace) -> int:
 
 
 def _quiet_interrupt_hook(kind, value, traceback) -> None:
-    """``sys.excepthook`` that prints nothing for Ctrl-C (its message was already printed)."""
+    """``sys.excepthook`` for Ctrl-C at the top of a script: no traceback (the message was printed), exit by SIGINT."""
     if not issubclass(kind, KeyboardInterrupt):
         sys.__excepthook__(kind, value, traceback)
+        return
+    # Ray's atexit shutdown would make Python exit 1: stop Ray now, then end by SIGINT as Python itself would (130).
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def main_for(job: Job, argv: list[str] | None = None) -> int:

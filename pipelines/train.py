@@ -37,6 +37,13 @@ from demoscope.pipelines.train_distill import distill_loop
 from demoscope.pipelines.train_preference import preference_loop
 from demoscope.pipelines.train_progress import STEP_EVERY, ProgressPump, worker_settings
 from demoscope.training.progress import ProgressClock, epoch_record, epoch_summary, step_record
+from demoscope.training.resume import (
+    adapter_differences,
+    latest_checkpoint_metrics,
+    registered_checkpoints,
+    remove_unregistered_checkpoints,
+    run_differences,
+)
 
 DESCRIPTION = """\
 Train on Ray Train (DDP, or FSDP), one objective per run:
@@ -52,7 +59,9 @@ reads   prepared splits from `demoscope prepare` (columns input_prompt, output_d
         dpo/sft: prompt, chosen, rejected; distill: text, label (+ label_0, label_1)
 writes  OUT/adapter (best LoRA adapter, PEFT format; distill: OUT/student), OUT/metrics.json (per epoch),
         OUT/tensorboard/ (tensorboard --logdir OUT/tensorboard), OUT/ray/ (checkpoints),
-        OUT/config.yaml. Re-running with the same OUT resumes from the last checkpoint.
+        OUT/config.yaml. Re-running with the same OUT and settings (epochs may grow under
+        the step schedule) resumes from the last checkpoint; other settings are refused,
+        --restart starts over. Ctrl-C keeps the registered checkpoints: re-run to resume.
 
 example demoscope train --objective opinion-kl --model tiny:llama --num-workers 2 \\
             --train-file runs/prepare/opnqa_QA_train.parquet --val-file runs/prepare/opnqa_QA_val.parquet \\
@@ -76,6 +85,7 @@ def train_loop(cfg: dict) -> None:
     from demoscope.training.lora import apply_lora
     from demoscope.training.opinion_data import OpinionDataset, collate, label_token_ids, read_prepared
     from demoscope.training.opinion_loop import train_epoch, validate
+    from demoscope.training.resume import load_trainer_state, scheduler_position
     from demoscope.training.schedules import make_scheduler
 
     settings, send = worker_settings(cfg)
@@ -114,10 +124,11 @@ def train_loop(cfg: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:  # a restarted worker group, or a re-run of the same job
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "trainer_state.pt", weights_only=False)
+            state = load_trainer_state(Path(folder) / "trainer_state.pt")  # data only: a planted pickle runs nothing
         set_state_dict(wrapped, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
                        options=StateDictOptions(full_state_dict=True, strict=False))
-        scheduler.load_state_dict(state["scheduler"])
+        # The schedule comes from the config (checked to be the run's own); the checkpoint says where it stands.
+        scheduler.load_state_dict({**scheduler.state_dict(), **scheduler_position(state["scheduler"])})
         start_epoch, best, resumed_from = state["epoch"] + 1, state["best"], state["epoch"]
 
     writer = None
@@ -291,24 +302,44 @@ def export_result(result, config: TrainConfig) -> tuple[dict, list[dict]]:
 
 
 def run(config: TrainConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Launch the TorchTrainer, then export the best adapter and the metrics."""
+    """Launch the TorchTrainer, then export the best adapter and the metrics.
+
+    Into an ``out`` that holds a run, the same settings resume it and others
+    are refused (:func:`check_previous_run`); ``restart`` removes that run
+    first. Ctrl-C stops the workers and raises ``KeyboardInterrupt`` whose
+    message says what ``out`` keeps and how to resume.
+    """
     config = resolve(config)
     out = Path(config.out)
-    resuming = check_previous_run(config, out)
-    save_config(config, out / "config.yaml")
+    resuming = False if config.restart else check_previous_run(config, out)
     init_ray(address, verbose)
     check_resources("train", config.num_workers, config.use_gpu)
     from rich.console import Console
 
     console = Console(soft_wrap=True)  # soft_wrap: long lines (paths) wrap instead of being cut at the width
+    if config.restart:  # only now: a run refused above (settings, resources) leaves the earlier one in place
+        removed = clear_previous_run(config)
+        if removed:
+            console.print(f"--restart: removed the earlier run in {out} ({', '.join(removed)})", markup=False)
     if resuming:
         console.print(f"{out} holds an earlier run with the same settings: resuming it from its last checkpoint",
                       markup=False)
     where = f"{config.num_workers} {'GPU' if config.use_gpu else 'CPU'} workers, {config.strategy.upper()}"
     console.print(f"training {config.model} ({config.objective}) on Ray Train: {where}; progress below and in "
                   f"{out / 'progress.jsonl'}; curves: tensorboard --logdir {out / 'tensorboard'}", markup=False)
-    with ProgressPump(out / "progress.jsonl") as progress:
-        result = fit_interruptibly(build_trainer(config, progress=progress))
+    # Written after the checks, so it never names settings other than those of the checkpoints beside it, and
+    # before fit, so that an interrupted run keeps it for the next run's comparison. restart is an action on
+    # this folder, not a setting: the same command from this file must resume, not wipe.
+    save_config(config.model_copy(update={"restart": False}), out / "config.yaml")
+    try:
+        with ProgressPump(out / "progress.jsonl") as progress:
+            result = fit_interruptibly(build_trainer(config, progress=progress))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_interrupted_message(config, _tidy_storage(config, resuming))) from None
+    except BaseException:
+        _tidy_storage(config, resuming)
+        raise
+    _tidy_storage(config, resuming)
     best_metrics, history = export_result(result, config)
     if not progress.printer.shown:  # nothing came through live (e.g. every epoch was done before a re-run)
         for metrics in history:
@@ -318,31 +349,149 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
     return 0
 
 
+def _experiment(config: TrainConfig) -> Path | None:
+    """The folder of this job's Ray Train checkpoints (``RunConfig(name="train")``), or None when it is not local."""
+    storage = config.storage_path or str(Path(config.out) / "ray")
+    return None if "://" in storage else Path(storage) / "train"
+
+
+def _registered(experiment: Path | None) -> list[str]:
+    """Checkpoints Ray Train registered in ``experiment`` (the latest last); [] where it cannot be seen."""
+    if experiment is None:
+        return []
+    try:
+        return registered_checkpoints(experiment)
+    except ValueError as exc:
+        raise ConfigError(f"Ray Train's list of checkpoints is unreadable ({exc}); a run there cannot resume. "
+                          f"Give a new --out, or --restart to start over") from exc
+
+
 def check_previous_run(config: TrainConfig, out: Path) -> bool:
     """True when ``out`` holds an earlier run of the same settings (it resumes); refuse other settings.
 
     Ray Train resumes from the checkpoints under ``out``, so re-running into a
     folder that holds a run with another learning rate or data would silently
-    continue that run instead of starting the one asked for.
+    continue that run instead of starting the one asked for. ``out`` holds a
+    run when Ray Train registered a checkpoint there or a run finished there
+    (``metrics.json``); a ``config.yaml`` with neither beside it belongs to a
+    run stopped before its first checkpoint, and a new run replaces it. The
+    comparison ignores the settings in ``RESUME_FREE_FIELDS`` (and lets epochs
+    grow under a schedule that does not depend on them: see
+    ``run_differences``). The last checkpoint's LoRA adapter must match the
+    settings too: a config.yaml rewritten by an older Demoscope can claim
+    another rank than the checkpoints have.
     """
     import yaml
 
+    experiment = _experiment(config)
+    checkpoints = _registered(experiment)
     saved_path = out / "config.yaml"
-    if not saved_path.is_file():
+    finished = (out / "metrics.json").is_file()
+    if not (checkpoints or finished or (experiment is None and saved_path.is_file())):
         return False
+    restart = f"Give a new --out, or add --restart to start over in {out}"
+    if not saved_path.is_file():
+        raise ConfigError(f"{out} holds a training run but no config.yaml that says which settings made it, so "
+                          f"resuming it could continue another run than the one asked for. {restart}")
     saved = yaml.safe_load(saved_path.read_text()) or {}
-    wanted = config.model_dump(mode="json")
-    changed = {key: (saved.get(key), value) for key, value in wanted.items()
-               if key not in RESUME_FREE_FIELDS and saved.get(key) != value}
+    changed = run_differences(saved, config.model_dump(mode="json"))
     if changed:
-        shown = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in list(changed.items())[:6])
+        shown = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
         raise ConfigError(f"{out} already holds a training run with other settings ({shown}); running into it would "
-                          f"resume that run. Give a new --out, or delete {out} to start over")
+                          f"resume that run. {restart}")
+    if checkpoints:
+        _check_checkpoint_adapter(config, experiment / checkpoints[-1], restart)
     return True
 
 
-# Settings that may change between a run and its resumption without making it another run.
-RESUME_FREE_FIELDS = {"max_failures"}
+def _check_checkpoint_adapter(config: TrainConfig, checkpoint: Path, restart: str) -> None:
+    """Refuse to resume a checkpoint whose LoRA adapter has other settings than the run asks for."""
+    found = [checkpoint / kind / "adapter_config.json" for kind in ("adapter", "checkpoint")  # opinion, dpo/sft
+             if (checkpoint / kind / "adapter_config.json").is_file()]
+    if not found:  # distillation students carry no adapter
+        return
+    have = json.loads(found[0].read_text())
+    wanted = (json.loads((Path(config.init_adapter) / "adapter_config.json").read_text()) if config.init_adapter
+              else config.lora.model_dump())
+    changed = adapter_differences(have, wanted)
+    if changed:
+        shown = ", ".join(f"lora.{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        raise ConfigError(f"the last checkpoint of the run in {config.out} holds a LoRA adapter with other settings "
+                          f"({shown}) than this run asks for (its config.yaml does not describe it); resuming it "
+                          f"would fail. {restart}")
+
+
+def clear_previous_run(config: TrainConfig) -> list[str]:
+    """``--restart``: remove what an earlier run left in ``out``, and nothing else there; returns the names removed.
+
+    That is Ray Train's checkpoints of this job (``OUT/ray/train``, or
+    ``train`` under a local ``storage_path``), the TensorBoard logs, the
+    progress log, the exports and the saved config. Checkpoints on remote
+    storage are refused rather than left behind to be resumed.
+    """
+    out = Path(config.out)
+    experiment = _experiment(config)
+    if experiment is None:
+        raise ConfigError(f"--restart removes only local checkpoints; delete {config.storage_path}/train yourself, "
+                          f"then run without --restart")
+    removed = []
+    for path in [experiment] + [out / name for name in _RUN_FILES]:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(str(path.relative_to(out)) if path.is_relative_to(out) else str(path))
+    default_storage = out / "ray"
+    if not config.storage_path and default_storage.is_dir() and not any(default_storage.iterdir()):
+        default_storage.rmdir()
+    return removed
+
+
+# What a run writes into OUT besides its checkpoints.
+_RUN_FILES = ("tensorboard", "progress.jsonl", "metrics.json", "adapter", "student", "config.yaml")
+
+
+def _tidy_storage(config: TrainConfig, resumed: bool) -> list[str]:
+    """After fit (finished, failed or interrupted): drop unregistered checkpoints; returns the registered ones.
+
+    A checkpoint folder Ray Train never registered (an upload cut short) is
+    never resumed from. A fresh run that registered nothing leaves no run, so
+    its config.yaml goes too: it would describe settings no checkpoint has.
+    """
+    experiment = _experiment(config)
+    if experiment is None:
+        return []
+    remove_unregistered_checkpoints(experiment)
+    try:
+        registered = registered_checkpoints(experiment)
+    except ValueError:
+        return []
+    if not registered and not resumed and not (Path(config.out) / "metrics.json").exists():
+        (Path(config.out) / "config.yaml").unlink(missing_ok=True)
+    return registered
+
+
+def _interrupted_message(config: TrainConfig, registered: list[str]) -> str:
+    """What Ctrl-C left in ``out`` and what running the command again does (the job's line, after "demoscope train: ")."""
+    out, experiment = Path(config.out), _experiment(config)
+    kept = [name + ("/" if (out / name).is_dir() else "") for name in _RUN_FILES if (out / name).exists()]
+    files = ", ".join(kept) if kept else "nothing"
+    again = "Running the same command again resumes from the last checkpoint (add --restart to start over)"
+    if experiment is None:  # remote storage: Ray Train's registry there is not ours to read
+        return f"interrupted; {out} keeps {files}, and {config.storage_path}/train its checkpoints. {again}"
+    if not registered:
+        return (f"interrupted before the first checkpoint; {out} keeps {files}. Running the same command again "
+                f"starts afresh")
+    epoch = (latest_checkpoint_metrics(experiment) or {}).get("epoch")
+    done = ""
+    if isinstance(epoch, (int, float)):  # the opinion and distill loops count epochs from 0, TRL from 1 (in fractions)
+        done = f", the last at epoch {epoch:g}" if config.objective in ("dpo", "sft") else f", the last after epoch {epoch + 1}"
+        done += f"/{config.epochs}"
+    plural = "s" if len(registered) != 1 else ""
+    besides = f", and {files}" if kept else ""
+    return f"interrupted; {out} keeps {len(registered)} checkpoint{plural} in {experiment}{done}{besides}. {again}"
 
 
 def fit_interruptibly(trainer):

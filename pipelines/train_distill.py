@@ -26,6 +26,7 @@ def distill_loop(cfg: dict) -> None:
     from demoscope.models.names import resolve_model
     from demoscope.pipelines.train_progress import worker_settings
     from demoscope.training.progress import ProgressClock, epoch_record
+    from demoscope.training.resume import load_trainer_state
 
     settings, send = worker_settings(cfg)
     config = TrainConfig.model_validate(settings)
@@ -47,7 +48,7 @@ def distill_loop(cfg: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "trainer_state.pt", weights_only=False)
+            state = load_trainer_state(Path(folder) / "trainer_state.pt")  # data only: a planted pickle runs nothing
         _unwrap(student.module).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optim"])
         start, resumed_from = state["epoch"] + 1, state["epoch"]

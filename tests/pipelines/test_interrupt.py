@@ -43,3 +43,25 @@ sys.exit(run_parsed(job, build_parser(job).parse_intermixed_args([])))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode in (130, -2)  # -2: killed by SIGINT, as the shell reports 130
     assert "interrupted" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.ray
+def test_a_job_with_ray_running_exits_130_and_says_what_it_kept():
+    """Ray's atexit shutdown used to turn an interrupt into exit 1; the job's own message replaces the generic one."""
+    script = """
+import sys
+from pydantic import BaseModel
+from demoscope.pipelines.command import Job, build_parser, run_parsed
+from demoscope.pipelines.runtime import init_ray
+class C(BaseModel):
+    x: int = 1
+def run(config, address, verbose):
+    init_ray(num_cpus=1)
+    raise KeyboardInterrupt("interrupted; OUT keeps 2 checkpoints")
+job = Job(name="sleepy", description="example: none", config=C, run=run)
+sys.exit(run_parsed(job, build_parser(job).parse_intermixed_args([])))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode in (130, -2), result.stderr[-2000:]
+    assert "demoscope sleepy: interrupted; OUT keeps 2 checkpoints" in result.stderr
+    assert "no partial output" not in result.stderr and "Traceback" not in result.stderr

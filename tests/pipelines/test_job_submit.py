@@ -245,6 +245,7 @@ def test_job_submit_aggregates_on_head(ray_head, tmp_path):
         assert row["source"] == "ATP W68.sav"
 
 
+@pytest.mark.slow  # ~30 s; test_job_submit_aggregates_on_head keeps `ray job submit` in the default set
 def test_job_submit_trains_on_head(ray_head, prepared, tmp_path):
     address, env = ray_head
     out = tmp_path / "train"

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from demoscope.config.train import TrainConfig
+from demoscope.errors import ConfigError
 from demoscope.pipelines import train as train_job
 
 pytestmark = pytest.mark.ray
@@ -103,14 +104,45 @@ def test_bad_init_adapter_is_refused_before_ray_starts(prepared, tmp_path, overr
         train_job.resolve(config(prepared, tmp_path / "out", **settings))
 
 
-@pytest.mark.slow  # restart-resume is covered by the killed-worker test in the default run
-def test_rerun_with_more_epochs_resumes_from_the_last_checkpoint(local_ray, prepared, tmp_path):
-    out = tmp_path / "resume"
+class _WritesAFile:
+    """Unpickling this writes a file: what a trainer_state.pt planted in the storage path could do in every worker."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (type(self.target).write_text, (self.target, "ran"))
+
+
+def test_reruns_resume_only_the_same_run_never_load_code_and_restart_on_request(local_ray, prepared, tmp_path):
+    out = tmp_path / "rerun"
     assert train_job.run(config(prepared, out, epochs=1)) == 0
+    saved = (out / "config.yaml").read_text()
+    # Another rank, rate or data would continue the r=8 run (or die in the workers): refused before Ray, config kept.
+    with pytest.raises(ConfigError, match=r"lora.r 8 -> 4.*--restart"):
+        train_job.run(config(prepared, out, epochs=1, lora={"r": 4}))
+    with pytest.raises(ConfigError, match=r"train_file .*opnqa_QA_val.parquet'.*lr 0.005 -> 0.01"):
+        train_job.run(config(prepared, out, epochs=2, lr=1e-2, train_file=str(prepared["val"])))
+    assert (out / "config.yaml").read_text() == saved
+    # More epochs under the step schedule continue the same run from its checkpoint (loaded as data only).
     assert train_job.run(config(prepared, out, epochs=2)) == 0
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 1]
     assert epochs[0]["resumed_from_epoch"] == -1 and epochs[1]["resumed_from_epoch"] == 0
+    # A planted trainer_state.pt is refused in the worker, and its code never runs.
+    storage = out / "ray" / "train"
+    latest = json.loads((storage / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]
+    marker = tmp_path / "marker"
+    torch.save({"model": {}, "epoch": _WritesAFile(marker)}, storage / latest["checkpoint_dir_name"] / "trainer_state.pt")
+    with pytest.raises(Exception) as failure:
+        train_job.run(config(prepared, out, epochs=3, max_failures=0))
+    assert not marker.exists()
+    assert "not loaded" in str(failure.value) or "UnsafeCheckpointError" in str(failure.value)
+    # --restart starts over: a fresh first epoch, nothing resumed, the new settings saved without the flag.
+    assert train_job.run(config(prepared, out, epochs=1, lr=1e-2, restart=True)) == 0
+    epochs = json.loads((out / "metrics.json").read_text())["epochs"]
+    assert [(e["epoch"], e["resumed_from_epoch"]) for e in epochs] == [(0, -1)]
+    assert "lr: 0.01" in (out / "config.yaml").read_text() and "restart: false" in (out / "config.yaml").read_text()
 
 
 def test_fsdp_training_runs_on_cpu_workers(local_ray, prepared, tmp_path):
@@ -133,6 +165,7 @@ def _registered_checkpoint(storage) -> bool:
         return False
 
 
+@pytest.mark.slow  # ~60 s: Ray Train's own fault tolerance; the re-run test covers resuming in the default set
 def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(local_ray, prepared, tmp_path):
     out = tmp_path / "killed"
     cfg = config(prepared, out, epochs=12, max_failures=3)  # many short epochs: the kill lands mid-run
@@ -156,24 +189,40 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_finishes(local_ray, 
     assert any(e["resumed_from_epoch"] >= 0 for e in epochs), "no epoch ran after a restart from a checkpoint"
 
 
-def test_ctrl_c_stops_training_raises_and_restores_the_handler(local_ray, prepared, tmp_path):
-    """Ray Train's own SIGINT handler would let fit() return (and the job export a partial result) and stay installed."""
-    out = tmp_path / "interrupted"
-    before = signal.getsignal(signal.SIGINT)
-    log = out / "progress.jsonl"
+def test_ctrl_c_stops_training_says_what_remains_and_restores_the_handler(local_ray, prepared, tmp_path):
+    """Ray Train's own SIGINT handler would let fit() return (and the job export a partial result) and stay installed.
 
-    def interrupt_once_training_runs():
+    The interrupt's message is what the CLI prints: what OUT keeps and that the same command resumes. A checkpoint
+    folder Ray Train never registered (an upload the interrupt cut short, planted here) is removed.
+    """
+    out = tmp_path / "interrupted"
+    cfg = config(prepared, out, epochs=60, num_workers=1)
+    before = signal.getsignal(signal.SIGINT)
+    storage = out / "ray" / "train"
+    stray = storage / "checkpoint_2000-01-01_00-00-00.000000"
+
+    def interrupt_once_a_checkpoint_is_registered():
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not (log.exists() and log.read_text().strip()):
+        while time.monotonic() < deadline and not _registered_checkpoint(storage):
             time.sleep(0.05)
+        stray.mkdir()
+        (stray / "trainer_state.pt").write_bytes(b"cut short")
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_training_runs, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        train_job.run(config(prepared, out, epochs=60, num_workers=1))
-    assert log.read_text().strip(), "the interrupt came before training started"
+    threading.Thread(target=interrupt_once_a_checkpoint_is_registered, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        train_job.run(cfg)
+    assert _registered_checkpoint(storage), "the interrupt came before the first checkpoint"
     assert signal.getsignal(signal.SIGINT) is before
     assert not (out / "metrics.json").exists() and not (out / "adapter").exists()
+    message = str(interrupt.value)
+    assert message.startswith(f"interrupted; {out} keeps ") and " checkpoint" in message and str(storage) in message
+    assert "config.yaml" in message and "progress.jsonl" in message and "tensorboard/" in message
+    assert "the same command again resumes" in message and "--restart" in message
+    snapshot = json.loads((storage / "checkpoint_manager_snapshot.json").read_text())
+    registered = {r["checkpoint_dir_name"] for r in snapshot["checkpoint_results"]}
+    assert not stray.exists() and {p.name for p in storage.glob("checkpoint_*") if p.is_dir()} == registered
+    assert train_job.check_previous_run(train_job.resolve(cfg), out) is True  # the same command resumes
 
 
 @pytest.mark.parametrize("objective", ["dpo", pytest.param("sft", marks=pytest.mark.slow)])
@@ -210,14 +259,13 @@ def _preference_config(tmp_path, objective="dpo", **overrides) -> TrainConfig:
 
 
 @pytest.mark.slow
-def test_dpo_rerun_with_more_epochs_continues_the_trainer_checkpoint(local_ray, tmp_path):
+def test_dpo_rerun_with_more_epochs_is_another_run(local_ray, tmp_path):
+    """TRL's schedule (linear or cosine) spans every epoch: more epochs would change every step's rate."""
     assert train_job.run(_preference_config(tmp_path, epochs=1)) == 0
-    assert train_job.run(_preference_config(tmp_path, epochs=2)) == 0
     epochs = json.loads((tmp_path / "dpo" / "metrics.json").read_text())["epochs"]
-    assert [e["epoch"] for e in epochs] == [1.0, 2.0]
-    steps_per_epoch = epochs[0]["step"]  # 32 pairs / (4 per worker x 2 workers)
-    assert steps_per_epoch == 4
-    assert epochs[1]["resumed_from_step"] == steps_per_epoch and epochs[1]["step"] == 2 * steps_per_epoch
+    assert [e["epoch"] for e in epochs] == [1.0] and epochs[0]["step"] == 4  # 32 pairs / (4 per worker x 2 workers)
+    with pytest.raises(ConfigError, match=r"epochs 1 -> 2.*--restart"):
+        train_job.run(_preference_config(tmp_path, epochs=2))
 
 
 def test_fsdp_for_preference_objectives_is_refused_on_cpu_with_a_reason(tmp_path):

@@ -18,6 +18,7 @@ class TrainConfig(BaseModel):
     train_file: str = Field("", description="training data: a prepared opinion split, or for dpo/sft a prompt,chosen,rejected file")
     val_file: str | None = Field(None, description="prepared validation split (default: none)")
     out: str = Field("runs/train", description="output folder (adapter, metrics, TensorBoard logs, checkpoints)")
+    restart: bool = Field(False, description="start over in OUT: remove its earlier run first")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA settings (lora.r, lora.alpha, ...)")
     init_adapter: str | None = Field(None, description="opinion objectives: start from this LoRA adapter (PEFT folder) "
                                      "instead of a fresh one; its own LoRA settings then apply")

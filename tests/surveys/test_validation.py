@@ -278,3 +278,18 @@ def test_prepare_leaves_out_excluded_bad_questions(tmp_path):
     argv = ["prepare", "--distributions", str(tmp_path / "distributions.parquet"), "--out", str(tmp_path / "prep"),
             "--exclude-question", "Q1_W26", "--steering", "QA"]
     assert cli_main(argv) == 0
+
+
+def test_lists_written_from_numpy_2_scalars_are_read_as_their_numbers(tmp_path):
+    """``str([np.float64(0.25)])`` is ``'[np.float64(0.25)]'`` under NumPy 2: such CSVs come from users' own scripts."""
+    frame = distributions()
+    frame["responses"] = [str([np.float64(x) for x in r]) for r in frame["responses"]]
+    frame["ordinal"] = [str([np.int64(int(x)) for x in o]) for o in frame["ordinal"]]
+    frame["options"] = frame["options"].map(str)
+    frame.to_csv(tmp_path / "numpy2.csv")  # with pandas' default index column, as a quick script writes it
+    from demoscope.surveys import read_distributions
+
+    read = read_distributions(tmp_path / "numpy2.csv")
+    check_distributions(read, "numpy2.csv")
+    assert read["responses"].tolist() == distributions()["responses"].tolist()
+    assert read["ordinal"].tolist() == [[1, 2, 3]] * len(read)

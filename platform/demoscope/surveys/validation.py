@@ -47,6 +47,7 @@ import ast
 import csv
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from itertools import chain
 from pathlib import Path
@@ -110,14 +111,22 @@ def parse_list_cells(frame: pd.DataFrame, column: str, source: str) -> pd.Series
     return pd.Series(parsed, index=frame.index, name=column, dtype=object)
 
 
+# NumPy 2 prints its scalars as np.float64(0.25): a list of them written with str() holds such wrappers.
+_NUMPY_SCALAR = re.compile(r"\b(?:np|numpy)\.(?:float|int|uint)(?:16|32|64)\(([^()]*)\)")
+
+
 def _literal(text: str) -> object:
-    """A Python literal; JSON first, since number lists are valid JSON and it parses them several times faster."""
+    """A Python literal; JSON first, since number lists are valid JSON and it parses them several times faster.
+
+    Lists written by ``str()`` of NumPy 2 scalars (``[np.float64(0.25), ...]``)
+    are read as the plain numbers they wrap.
+    """
     try:
         return json.loads(text)
     except ValueError:
         pass
     try:
-        return ast.literal_eval(text)
+        return ast.literal_eval(_NUMPY_SCALAR.sub(r"\1", text))
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return None
 

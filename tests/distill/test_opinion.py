@@ -36,12 +36,13 @@ def test_teacher_distributions_replace_the_survey_targets(split):
     dists = teacher_option_dists(split, scorer)
     assert scorer.calls == [(split["input_prompt"].tolist(), [3, 2])]  # every shown option, refusal included
     out = teacher_option_targets(split, dists)
-    np.testing.assert_allclose(out["output_dist"][0], [1 / 6, 2 / 6, 3 / 6])
-    np.testing.assert_allclose(out["output_dist"][1], [1 / 3, 2 / 3])
+    # As `prepare` writes a survey: answers renormalised without the refusal, then the refusal share.
+    np.testing.assert_allclose(out["output_dist"][0], [1 / 3, 2 / 3, 3 / 6])
+    np.testing.assert_allclose(out["output_dist"][1], [1.0, 2 / 3])
     assert split["output_dist"][0] == [0.5, 0.4, 0.1]  # the input frame is untouched
     assert out.drop(columns="output_dist").equals(split.drop(columns="output_dist"))
     # The opinion trainer's padding accepts the new targets.
-    assert pad_targets(out["output_dist"][0], out["ordinal"][0])[0][:4] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 0])
+    assert pad_targets(out["output_dist"][0], out["ordinal"][0])[0][:4] == pytest.approx([1 / 3, 2 / 3, 3 / 6, 0])
 
 
 def test_shorter_teacher_distributions_are_renormalised_and_zero_padded(split):
@@ -56,3 +57,5 @@ def test_bad_teacher_distributions_are_refused(split):
         teacher_option_targets(split, [[1.0], [0.2, 0.3, 0.5]])
     with pytest.raises(ConfigError, match="not a distribution"):
         teacher_option_targets(split, [[1.0], [-1.0, 2.0]])
+    with pytest.raises(ConfigError, match="row 1: the teacher puts all its mass on the refusal"):
+        teacher_option_targets(split, [[1.0], [0.0, 1.0]])

@@ -27,13 +27,16 @@ def teacher_option_dists(frame: pd.DataFrame, scorer) -> list[np.ndarray]:
 
 
 def teacher_option_targets(frame: pd.DataFrame, teacher_dists: Sequence[Sequence[float]]) -> pd.DataFrame:
-    """A copy of ``frame`` whose ``output_dist`` is the teacher's distribution for each row.
+    """A copy of ``frame`` whose ``output_dist`` is the teacher's answer to each row, in the prepared format.
 
-    ``teacher_dists[i]`` (row order) may cover fewer options than the row's
-    ``output_dist`` (e.g. only the ordinal ones); it is renormalised and
-    padded with zeros to the row's length, so the frame keeps the prepared
-    format. Raises :class:`ConfigError` on a length mismatch or a row with no
-    non-negative mass.
+    ``teacher_dists[i]`` (row order) is the teacher's distribution over the
+    row's shown options, the refusal last, or over fewer of them (e.g. only
+    the ordinal ones, the refusal then getting none). It is written as
+    ``demoscope prepare`` writes a survey's answers: the non-refusal shares
+    renormalised to sum to 1, then the refusal share, so the student learns the
+    teacher's answers exactly as it would learn a survey's, and the file passes
+    the same checks. Raises :class:`ConfigError` on a length mismatch, a row
+    with no non-negative mass, or a teacher that only refuses.
     """
     if "output_dist" not in frame.columns:
         raise ConfigError("the opinion split has no output_dist column")
@@ -48,7 +51,12 @@ def teacher_option_targets(frame: pd.DataFrame, teacher_dists: Sequence[Sequence
             )
         if (p < 0).any() or not np.isfinite(p).all() or p.sum() <= 0:
             raise ConfigError(f"row {row}: teacher distribution {p.tolist()} is not a distribution")
-        targets.append((p / p.sum()).tolist() + [0.0] * (len(human) - len(p)))
+        p = p / p.sum()
+        responses, refusal = (p[:-1], float(p[-1])) if len(p) == len(human) else (p, 0.0)
+        if responses.sum() <= 0:
+            raise ConfigError(f"row {row}: the teacher puts all its mass on the refusal option; no answer to learn")
+        responses = np.pad(responses / responses.sum(), (0, len(human) - 1 - len(responses)))
+        targets.append(responses.tolist() + [refusal])
     out = frame.copy()
     out["output_dist"] = targets
     return out

@@ -31,8 +31,7 @@ from demoscope.surveys.validation import (
 )
 
 SPLITS = ("train", "val", "test")
-OUTPUT_COLUMNS = ["qkey", "input_prompt", "output_dist", "attribute", "group", "ordinal"]
-REQUIRED_COLUMNS = list(DISTRIBUTION_COLUMNS)
+OUTPUT_COLUMNS = list(SPLIT_COLUMNS)  # what prepare writes is what the split checks read
 MAX_OPTIONS = 10  # SubPOP's trainer scores the letters A..J only
 
 

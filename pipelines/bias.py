@@ -40,11 +40,19 @@ def score_eec(systems: dict[str, str]) -> pd.DataFrame:
     from demoscope.bias import generate_eec
     from demoscope.distill.systems import load_system
 
+    from demoscope.pipelines.progress import RowProgress
+
     eec = generate_eec()
+    sentences = eec["Sentence"].tolist()
     console = Console(soft_wrap=True)
+    chunk = 1024  # a progress step; each system batches within it
     for name, path in systems.items():
-        with console.status(f"scoring {len(eec):,} EEC sentences with {name}"):
-            eec[name] = load_system(path)(eec["Sentence"].tolist())
+        system, scores = load_system(path), []
+        with RowProgress(len(sentences), f"EEC with {name}", console=console, unit="sentences") as progress:
+            for start in range(0, len(sentences), chunk):
+                scores.extend(system(sentences[start:start + chunk]))
+                progress.advance(len(sentences[start:start + chunk]))
+        eec[name] = scores
     return eec
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 
 from demoscope.config import AggregateConfig, DemoConfig, EvaluateConfig, PrepareConfig, SynthSurveyConfig, load_config, save_config
 from demoscope.config.train import TrainConfig
-from demoscope.io import atomic_write_text
+from demoscope.io import atomic_write, atomic_write_text
+from demoscope.models.names import TINY_PREFIX
 from demoscope.pipelines import aggregate as aggregate_job
 from demoscope.pipelines import evaluate as evaluate_job
 from demoscope.pipelines import prepare as prepare_job
@@ -33,19 +34,27 @@ DESCRIPTION = """\
 Run the SubPOP loop end to end on a local Ray: write a synthetic survey world
 (Pew ATP-style .sav waves + a GSS-style .dta with real question texts),
 aggregate it into distributions per question and subpopulation, build
-QA-steered fine-tuning sets split by question, fine-tune a tiny Llama with
+QA-steered fine-tuning sets split by question, fine-tune the model with
 LoRA on Ray Train (2 CPU workers), and evaluate it on held-out questions
-against the uniform baseline and the untuned model. A few minutes on 2 cores.
+against the uniform baseline and the untuned model, with steerability per
+group. A few minutes on 2 cores with the tiny random Llama; under 30 with the
+real SmolLM2-135M-Instruct (--model smollm2:135m), which samples rows.
 
 writes  OUT/world/, OUT/aggregate/, OUT/prepare/, OUT/train/ (adapter, metrics,
         TensorBoard), OUT/evaluate/ (predictions, report, plots),
         OUT/party_ideology.png, OUT/report.md
 
 example demoscope demo --out runs/demo
+        demoscope demo --out runs/demo-real --model smollm2:135m     # = make demo-real
         demoscope demo --out runs/demo-big --waves 6 --respondents 3000 --epochs 6
 """
 
-TRAIN_PRESET = Path(__file__).resolve().parents[1] / "configs" / "tiny-demo.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# Random tiny models learn fast at a high rate; a pretrained one needs a gentler rate and fewer, smaller steps.
+TRAIN_PRESETS = {"tiny": CONFIGS / "tiny-demo.yaml", "pretrained": CONFIGS / "pretrained-demo.yaml"}
+# SmolLM2-135M on 2 CPU cores (2 Ray Train workers, 1 thread each): ~1.2 s per training row per epoch and
+# ~0.3 s per scored prompt; with these caps the whole demo took 12 minutes (bench/RESULTS.md).
+REAL_MODEL_ROWS = {"train": 320, "val": 80, "test": 200}
 
 PLOT_GROUPS = ["Democrat", "Republican", "Liberal", "Moderate", "Conservative"]
 
@@ -76,16 +85,19 @@ def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -
     prepare_job.run(PrepareConfig(distributions=str(out / "aggregate" / "distributions.parquet"), out=str(out / "prepare"),
                                   steering="QA", train_ratio=0.7, val_ratio=0.1, test_ratio=0.2, seed=config.seed))
 
-    console.rule("4. fine-tune on Ray Train")
     split = out / "prepare" / "opnqa_QA_{}.parquet"
+    split = _sample_splits(config, split, out / "sampled", console)
+
+    console.rule("4. fine-tune on Ray Train")
     train = _train_config(config, split, out)
     code = train_job.run(train, address, verbose)
+    epochs = train.epochs
     if code != 0:
         return code
 
     console.rule("5. evaluate on held-out questions (Ray Data)")
     evaluation = EvaluateConfig(test_file=str(split).format("test"), model=config.model, adapter=str(out / "train" / "adapter"),
-                                out=str(out / "evaluate"))
+                                out=str(out / "evaluate"), replicas=config.num_workers)
     code = evaluate_job.run(evaluation, address, verbose)
     if code != 0:
         return code
@@ -99,22 +111,52 @@ def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -
     console.print(shown)
     qkeys = most_divided_questions(distributions, "Democrat", "Republican", k=4)
     plot = plot_group_distributions(distributions, qkeys, PLOT_GROUPS, out / "party_ideology.png")
-    report = _report(config, distributions, table, qkeys, plot, scores, time.perf_counter() - started)
+    report = _report(config, distributions, table, qkeys, plot, scores, time.perf_counter() - started, epochs)
     atomic_write_text(out / "report.md", report)
     console.print(f"report: {out / 'report.md'}  plot: {plot}")
     return 0
 
 
+def _is_tiny(config: DemoConfig) -> bool:
+    return config.model.startswith(TINY_PREFIX)
+
+
+def _sample_splits(config: DemoConfig, split: Path, out: Path, console) -> Path:
+    """Cap the train, validation and test splits (whole questions) where the model is too slow for all rows; say so."""
+    from demoscope.surveys.finetuning import sample_questions
+
+    limits = {}
+    for name, flag in (("train", config.max_train_rows), ("val", config.max_train_rows), ("test", config.max_test_rows)):
+        limits[name] = flag if flag is not None else (0 if _is_tiny(config) else REAL_MODEL_ROWS[name])
+    if config.max_train_rows:  # validation keeps the proportion of the default caps
+        limits["val"] = max(1, config.max_train_rows // 4)
+    if not any(limits.values()):
+        return split
+    sampled = out / split.name
+    for name in ("train", "val", "test"):
+        frame = pd.read_parquet(str(split).format(name))
+        kept = sample_questions(frame, limits[name], seed=config.seed)
+        if len(kept) < len(frame):
+            console.print(f"[yellow]sampling[/] {name}: {len(kept):,} of {len(frame):,} rows "
+                          f"({kept.qkey.nunique()} of {frame.qkey.nunique()} questions, whole questions at random) "
+                          f"so that {config.model} fits the demo's time on CPU; "
+                          f"--max-{'test' if name == 'test' else 'train'}-rows 0 keeps all")
+        atomic_write(Path(str(sampled).format(name)), lambda path, kept=kept: kept.to_parquet(path, index=False))
+    return sampled
+
+
 def _train_config(config: DemoConfig, split: Path, out: Path) -> TrainConfig:
-    """The tiny-demo training preset, pointed at this run's splits."""
-    return load_config(TrainConfig, TRAIN_PRESET, flags={
-        "model": config.model, "epochs": config.epochs, "num_workers": config.num_workers, "seed": config.seed,
-        "train_file": str(split).format("train"), "val_file": str(split).format("val"), "out": str(out / "train"),
-    })
+    """The demo's training preset for this kind of model (tiny or pretrained), pointed at this run's splits."""
+    preset = TRAIN_PRESETS["tiny" if _is_tiny(config) else "pretrained"]
+    flags = {"model": config.model, "num_workers": config.num_workers, "seed": config.seed,
+             "train_file": str(split).format("train"), "val_file": str(split).format("val"), "out": str(out / "train")}
+    if config.epochs is not None:
+        flags["epochs"] = config.epochs
+    return load_config(TrainConfig, preset, flags=flags)
 
 
 def _report(config: DemoConfig, distributions: pd.DataFrame, table: pd.DataFrame, qkeys: list[str], plot: Path,
-            scores: dict, seconds: float) -> str:
+            scores: dict, seconds: float, epochs: int) -> str:
     overall = table["mean_tv_to_truth"].mean()
     wd = {row["system"]: row for row in scores["overall"]}
     gaps = scores["gap_reduction"]
@@ -122,9 +164,9 @@ def _report(config: DemoConfig, distributions: pd.DataFrame, table: pd.DataFrame
 
 {config.waves} synthetic ATP waves and one GSS file, {config.respondents:,} respondents each (seed {config.seed}),
 aggregated on a local Ray into **{len(distributions):,} distributions** over
-{distributions.qkey.nunique()} questions and {distributions.group.nunique()} subpopulations; a tiny Llama
-fine-tuned with LoRA on 70% of the questions ({config.epochs} epochs, {config.num_workers} Ray Train workers) and
-evaluated on the held-out 20%; {seconds:.0f} s in all.
+{distributions.qkey.nunique()} questions and {distributions.group.nunique()} subpopulations; `{config.model}`
+fine-tuned with LoRA on 70% of the questions ({epochs} epochs, {config.num_workers} Ray Train workers) and
+evaluated on the held-out 20%{_sampling_note(config)}; {seconds:.0f} s in all.
 
 ## Fine-tuned model on held-out questions
 
@@ -135,6 +177,7 @@ Mean Wasserstein distance to the human distributions ({scores['rows']:,} held-ou
 |---|---:|---|
 {chr(10).join(f"| {name} | {row['mean']:.4f} | [{row['low']:.4f}, {row['high']:.4f}] |" for name, row in wd.items())}
 
+{_steerability_lines(scores)}
 Fine-tuning lowers the mean WD by {gaps.get("uniform", float("nan")):.1%} relative to the uniform baseline and by
 {gaps.get("base", float("nan")):.1%} relative to the untuned model. Details: `evaluate/report.md`.
 
@@ -155,6 +198,21 @@ truth is **{overall:.3f}** (it shrinks with group size, as sampling error should
 Files: `aggregate/distributions.parquet` (and `.csv` in SubPOP's format),
 `aggregate/summary.json` (what was skipped and why), `world/` (the survey files).
 """
+
+
+def _steerability_lines(scores: dict) -> str:
+    lines = [f"- `{system}`: steering moved the answer closer to the group on {table[-1]['closer_share']:.0%} of "
+             f"{table[-1]['rows']:,} rows (mean WD gain {table[-1]['mean_gain']:+.4f})"
+             for system, table in scores.get("steerability", {}).items()]
+    return "Steerability (steered vs. the same question unsteered):\n\n" + "\n".join(lines) + "\n" if lines else ""
+
+
+def _sampling_note(config: DemoConfig) -> str:
+    if _is_tiny(config) and not (config.max_train_rows or config.max_test_rows):
+        return ""
+    train = config.max_train_rows if config.max_train_rows is not None else REAL_MODEL_ROWS["train"]
+    test = config.max_test_rows if config.max_test_rows is not None else REAL_MODEL_ROWS["test"]
+    return f" (whole questions sampled: at most {train or 'all'} train and {test or 'all'} test rows)"
 
 
 JOB = Job(name="demo", description=DESCRIPTION, config=DemoConfig, run=run)

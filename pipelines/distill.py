@@ -106,7 +106,7 @@ def _train(config: DistillConfig, train_file: Path, out: Path, student: str, mod
 def run(config: DistillConfig, address: str | None = None, verbose: bool = False) -> int:
     from rich.console import Console
 
-    from demoscope.distill.data import read_labelled
+    from demoscope.distill.data import plain_labels, read_labelled, teacher_agreement
     from demoscope.pipelines.bias import score_eec, write_report
 
     bad = [s for s in config.students if s not in ("bow", "cnn", "hf")]
@@ -139,13 +139,25 @@ def run(config: DistillConfig, address: str | None = None, verbose: bool = False
         frame["prompt"] = [few_shot_prompt(t, e) for t, e in zip(frame["text"], examples)]
     import ray.data
 
-    labels = ray.data.from_pandas(frame).map_batches(
-        SoftLabelActor, fn_constructor_kwargs={"teacher": teacher, "causal": causal}, batch_size=256,
-        batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0, **ACTOR_POOL_OPTIONS,
-    ).to_pandas()  # row order may differ from the input's: training does not care
+    from demoscope.pipelines.progress import RowProgress
+
+    # Blocks of at most 256 rows, at least one per replica: a causal teacher is slow, so both CPUs label.
+    replicas = 1 if config.use_gpu else max(1, min(2, int(ray.cluster_resources().get("CPU", 1))))
+    chunk = max(1, min(256, -(-len(frame) // replicas)))
+    dataset = ray.data.from_pandas([frame.iloc[i:i + chunk] for i in range(0, len(frame), chunk)]).map_batches(
+        SoftLabelActor, fn_constructor_kwargs={"teacher": teacher, "causal": causal}, batch_size=chunk,
+        batch_format="pandas", concurrency=replicas, num_cpus=1, num_gpus=1 if config.use_gpu else 0,
+        **ACTOR_POOL_OPTIONS,
+    )
+    parts = []
+    with RowProgress(len(frame), f"teacher labels ({teacher})", console=console) as progress:
+        for part in dataset.iter_batches(batch_format="pandas", batch_size=None):
+            parts.append(part)
+            progress.advance(len(part))
+    labels = plain_labels(pd.concat(parts, ignore_index=True))  # row order may differ from the input's: training does not care
     soft_file = out / "soft_labels.parquet"
     atomic_write(soft_file, lambda tmp: labels.to_parquet(tmp, index=False))
-    agreement = float(((labels["label_1"] > 0.5) == labels["label"]).mean())
+    agreement = teacher_agreement(labels)
     console.print(f"teacher soft labels for {len(labels):,} texts; agrees with the hard labels on {agreement:.1%}")
 
     console.rule("2. students: baseline (hard labels) and distilled (teacher's soft labels)")
@@ -179,8 +191,9 @@ def _report(config: DistillConfig, out: Path, accuracy: pd.DataFrame, overall: p
     from demoscope.reports import markdown_table
 
     bias = overall[["system", "comparison", "group_a", "group_b", "mean_delta", "p_bonferroni", "verdict"]]
-    data = (f"synthetic ({config.synthetic} rows; teacher data with a planted {config.planted_bias} bias, "
-            "student data without)" if config.synthetic else f"`{config.train_file}`")
+    planted = (f"teacher data with a planted {config.planted_bias} bias, student data without" if config.teacher == "train"
+               else "no planted bias: the teacher is not trained here")
+    data = f"synthetic ({config.synthetic} rows; {planted})" if config.synthetic else f"`{config.train_file}`"
     text = f"""# Bias transfer in distillation
 
 Data: {data}. Teacher: `{config.teacher}`; its soft labels agree with the hard labels on {agreement:.1%}.

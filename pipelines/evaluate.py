@@ -78,11 +78,12 @@ class OptionScoringActor:
     """
 
     def __init__(self, model: str, adapter: str | None, backend: str, batch_size: int, compare_base: bool,
-                 guide_model: str | None = None, guide_adapter: str | None = None, guide_beta: float = 1.0):
+                 guide_model: str | None = None, guide_adapter: str | None = None, guide_beta: float = 1.0,
+                 steerability: bool = False):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
 
-        self.beta = guide_beta
+        self.beta, self.steerability = guide_beta, steerability
         path = resolve_model(model)
         if guide_model is not None:
             self.scorers = self._guided(path, resolve_model(guide_model), guide_adapter, backend, batch_size)
@@ -116,12 +117,30 @@ class OptionScoringActor:
         for name, scorer in self.scorers.items():
             out[f"dist_{name}"] = [d.tolist() for d in scorer.score(list(batch["input_prompt"]), n_options)]
             out[f"wd_{name}"] = row_distances(out, f"dist_{name}")
+            if self.steerability:
+                self._score_unsteered(name, scorer, batch, out, n_options)
         if "small_untuned" in self.scorers:
             out["dist_steered"] = [reweight(*dists, self.beta).tolist() for dists in
                                    zip(out["dist_large"], out["dist_small_tuned"], out["dist_small_untuned"])]
             out["wd_steered"] = row_distances(out, "dist_steered")
         out["wd_uniform"] = uniform_distances(out)
         return out
+
+    @staticmethod
+    def _score_unsteered(name: str, scorer, batch: pd.DataFrame, out: pd.DataFrame, n_options: list[int]) -> None:
+        """The same questions without their steering prefix, scored once per distinct question in the block."""
+        import numpy as np
+
+        from demoscope.metrics.opinion import row_distances
+        from demoscope.surveys.prompts import unsteered_prompt
+
+        plain = [unsteered_prompt(p) for p in batch["input_prompt"]]
+        unique = dict(zip(plain, n_options))
+        scored = dict(zip(unique, scorer.score(list(unique), list(unique.values()))))
+        out[f"dist_{name}_unsteered"] = [scored[p].tolist() for p in plain]
+        distances = row_distances(out, f"dist_{name}_unsteered")
+        distances[np.array([p == q for p, q in zip(plain, batch["input_prompt"])])] = np.nan  # nothing was steered
+        out[f"wd_{name}_unsteered"] = distances
 
 
 def systems_for(config: EvaluateConfig) -> list[str]:
@@ -133,6 +152,13 @@ def systems_for(config: EvaluateConfig) -> list[str]:
     if config.adapter is None:
         return ["model", "uniform"]
     return ["tuned", "base", "uniform"] if config.compare_base else ["tuned", "uniform"]
+
+
+def steerability_systems(config: EvaluateConfig) -> list[str]:
+    """The systems whose unsteered answers are scored too (``--steerability``): the models, not the baselines."""
+    if not getattr(config, "steerability", False) or config.baselines_only or config.guide_model is not None:
+        return []
+    return [s for s in systems_for(config) if s in ("model", "tuned", "base")]
 
 
 def run(config: EvaluateConfig, address: str | None = None, verbose: bool = False) -> int:
@@ -181,8 +207,9 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
 
             for name in filter(None, [config.model, config.guide_model]):
                 resolve_model(name)  # build a tiny model once, before the actors start
-            # Blocks of one actor batch: replicas share the work and progress moves block by block.
-            chunk = max(256, config.batch_size)
+            # Blocks of at most 256 rows, and at least one per replica, so every replica gets work;
+            # progress moves block by block.
+            chunk = max(config.batch_size, min(256, -(-len(rows) // config.replicas)))
             rows = rows.assign(_row=range(len(rows)))
             dataset = ray.data.from_pandas([rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)]).map_batches(
                 OptionScoringActor,
@@ -190,6 +217,7 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
                     "model": config.model, "adapter": str(Path(config.adapter).resolve()) if config.adapter else None,
                     "backend": backend, "batch_size": config.batch_size, "compare_base": config.compare_base,
                     "guide_model": config.guide_model, "guide_beta": config.guide_beta,
+                    "steerability": steerability_systems(config) != [],
                     "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
                 batch_size=chunk,
                 batch_format="pandas",
@@ -228,8 +256,15 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
     from demoscope.reports import markdown_table, plot_group_wasserstein, plot_wd_histogram
     from demoscope.reports.tables import interval_cell
 
+    from demoscope.metrics.steerability import steerability
+
+    import pyarrow.parquet as pq
+
     systems = systems_for(config)
-    columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems]]
+    # Predictions written without --steerability (or by an older version) have no unsteered columns.
+    written = set(pq.ParquetDataset(predictions_dir).schema.names)
+    steered = [s for s in steerability_systems(config) if f"wd_{s}_unsteered" in written]
+    columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems], *[f"wd_{s}_unsteered" for s in steered]]
     predictions = pd.read_parquet(predictions_dir, columns=columns)
     if predictions.empty:
         raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
@@ -247,6 +282,7 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
         "differences": differences.to_dict(orient="records"),
         "gap_reduction": summary["gap_reduction"],
         "per_group": per_group.to_dict(orient="records"),
+        "steerability": {s: steerability(predictions, s).to_dict(orient="records") for s in steered},
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     shown_overall = pd.DataFrame({
@@ -295,7 +331,7 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
 ![WD by group](wd_by_group.png)
 
 ![WD histogram](wd_histogram.png)
-"""
+{_steerability_section(metrics["steerability"])}"""
     atomic_write_text(out / "report.md", text)
     console = Console(soft_wrap=True)
     console.print(method)
@@ -306,6 +342,22 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
                       f"gap reduction {row.gap_reduction:.1%}")
     console.print(f"report: {out / 'report.md'}")
     return 0
+
+
+def _steerability_section(tables: dict[str, list[dict]]) -> str:
+    """Per system, the steered-versus-unsteered table (empty without ``--steerability``)."""
+    from demoscope.reports import markdown_table
+
+    if not tables:
+        return ""
+    parts = ["\n## Steerability: is the steered answer closer to the group than the unsteered one?\n",
+             "Per row, the WD to the group's humans of the steered answer and of the same question asked "
+             "without the steering prefix. `closer` is the share of rows where steering helped; `gain` the mean "
+             "WD reduction (positive: steering moved the answer towards the group).\n"]
+    for system, records in tables.items():
+        table = pd.DataFrame(records).rename(columns={"closer_share": "closer", "mean_gain": "gain"})
+        parts.append(f"### `{system}`\n\n{markdown_table(table, floatfmt='.4f')}\n")
+    return "\n".join(parts)
 
 
 def _guide_note(config: EvaluateConfig) -> str:

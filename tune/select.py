@@ -337,7 +337,8 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
         run_config = TrainConfig(
             objective="opinion-kl", model=config.model, init_adapter=adapter, train_file=str(split),
             val_file=str(val_split), epochs=config.verify_epochs, lr=config.verify_lr, gamma=1.0,
-            batch_size=world.settings.batch_size, num_workers=config.verify_workers, seed=config.seed,
+            batch_size=config.verify_batch_size or world.settings.batch_size, num_workers=config.verify_workers,
+            seed=config.seed,
             out=str(folder), progress=False,
         )
         console.print(f"{name}: demoscope train on {', '.join(subset)} ({int(members.sum())} rows)")

@@ -67,3 +67,17 @@ def test_bad_arguments_raise_config_errors():
         synthetic_sentiment(10, strength=1.5)
     with pytest.raises(ConfigError, match="n must be"):
         synthetic_sentiment(0)
+
+
+def test_sentiment_pairs_finish_a_cue_template_positively_and_negatively():
+    from demoscope.bias.synthetic import CUE_TEMPLATES, NEGATIVE_WORDS, POSITIVE_WORDS, bias_groups, sentiment_pairs
+
+    pairs = sentiment_pairs(200, seed=3)
+    assert len(pairs) == 200 and list(pairs.columns) == ["prompt", "chosen", "rejected"]
+    persons = {p for group in bias_groups("none").values() for p in group}
+    texts = {t.format(p=p, w=w) for t in CUE_TEMPLATES for p in persons for w in POSITIVE_WORDS + NEGATIVE_WORDS}
+    for row in pairs.itertuples():
+        assert row.prompt + row.chosen in texts and row.prompt + row.rejected in texts
+        assert row.chosen.strip(" .") in POSITIVE_WORDS and row.rejected.strip(" .") in NEGATIVE_WORDS
+    assert pairs.equals(sentiment_pairs(200, seed=3)) and not pairs.equals(sentiment_pairs(200, seed=4))
+    assert pairs.prompt.nunique() > 50

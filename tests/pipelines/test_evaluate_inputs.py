@@ -127,7 +127,7 @@ def test_csv_split_with_multiline_prompts_scores_like_the_parquet_split(local_ra
         assert evaluate_job.run(config) == 0
     from_csv, from_parquet = predictions(tmp_path / "split-csv"), predictions(tmp_path / "reversed-parquet")
     assert list(from_csv.columns) == ["qkey", "attribute", "group", "output_dist", "ordinal", "dist_model", "wd_model",
-                                      "wd_uniform"]
+                                      "dist_model_unsteered", "wd_model_unsteered", "wd_uniform"]
     assert len(from_csv) == len(test)
     pd.testing.assert_frame_equal(from_csv, from_parquet)  # same numbers, same (sorted) order
     assert list(from_csv[KEY].itertuples(index=False)) == sorted(from_csv[KEY].itertuples(index=False))

@@ -12,6 +12,7 @@ from demoscope.metrics.opinion import human_distribution
 from demoscope.models import TransformersOptionScorer, load_causal_lm
 from demoscope.models.names import resolve_model
 from demoscope.pipelines import evaluate as evaluate_job
+from demoscope.surveys.prompts import unsteered_prompt
 
 pytestmark = pytest.mark.ray
 
@@ -46,6 +47,17 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
     assert set(metrics["gap_reduction"]) == {"base", "uniform"}
     for name in ("report.md", "wd_by_group.png", "wd_histogram.png", "config.yaml"):
         assert (tmp_path / name).exists()
+    # Steerability: the same questions without their prefix, scored by the same model.
+    unsteered = scorer.score([unsteered_prompt(p) for p in merged.input_prompt], [len(o) for o in merged.ordinal])
+    for row, dist in zip(merged.itertuples(), unsteered):
+        assert unsteered_prompt(row.input_prompt) != row.input_prompt
+        assert np.allclose(row.dist_tuned_unsteered, dist, atol=1e-5)
+    assert not np.allclose(np.concatenate(merged.dist_tuned.tolist()), np.concatenate(merged.dist_tuned_unsteered.tolist()))
+    pooled = metrics["steerability"]["tuned"][-1]
+    assert pooled["rows"] == predictions.wd_tuned.notna().sum()
+    assert pooled["closer_share"] == pytest.approx((predictions.wd_tuned < predictions.wd_tuned_unsteered).mean())
+    assert set(metrics["steerability"]) == {"tuned", "base"}
+    assert "## Steerability" in (tmp_path / "report.md").read_text()
 
 
 def test_excluded_questions_are_left_out(local_ray, prepared, tmp_path):

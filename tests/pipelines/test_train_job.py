@@ -145,6 +145,7 @@ def test_reruns_resume_only_the_same_run_never_load_code_and_restart_on_request(
     assert "lr: 0.01" in (out / "config.yaml").read_text() and "restart: false" in (out / "config.yaml").read_text()
 
 
+@pytest.mark.slow  # ~20 s; test_fsdp_trainer_arguments_make_a_valid_fsdp2_config checks the FSDP settings by default
 def test_fsdp_training_runs_on_cpu_workers(local_ray, prepared, tmp_path):
     out = tmp_path / "fsdp"
     assert train_job.run(config(prepared, out, strategy="fsdp", epochs=1)) == 0

@@ -139,3 +139,26 @@ def test_projecting_only_target_positions_changes_no_number(monkeypatch):
     full = per_sample_gradients(model, batch, clamp="instruction")
     torch.testing.assert_close(fast.outputs, full.outputs, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(fast.grads, full.grads, rtol=1e-4, atol=1e-6)
+
+
+def test_vmap_chunks_are_sized_by_activation_memory(monkeypatch):
+    """A real model's batch is differentiated a few samples at a time; the numbers do not change."""
+    from types import SimpleNamespace
+
+    from demoscope.selection import gradients
+
+    smollm2 = SimpleNamespace(config=SimpleNamespace(num_hidden_layers=30, hidden_size=576, num_attention_heads=9))
+    per_sample = 2 * 30 * 250 * (34 * 576 + 5 * 9 * 250)
+    assert gradients.vmap_chunk_size(smollm2, 250) == 2 * 2**30 // per_sample == 4
+    assert gradients.vmap_chunk_size(smollm2, 250, budget_bytes=1) == 1
+    assert gradients.vmap_chunk_size(SimpleNamespace(config=None), 250) is None
+    model, batch = tiny_lora_model("llama"), random_batch()
+    whole = per_sample_gradients(model, batch)
+    seen = []
+    real_vmap = torch.func.vmap
+    monkeypatch.setattr(torch.func, "vmap", lambda *a, **k: seen.append(k.get("chunk_size")) or real_vmap(*a, **k))
+    monkeypatch.setattr(gradients, "VMAP_MEMORY_BYTES", 1)
+    monkeypatch.setattr(gradients.vmap_chunk_size, "__defaults__", (1,))
+    chunked = per_sample_gradients(model, batch)
+    assert seen == [1]
+    torch.testing.assert_close(chunked.grads, whole.grads, rtol=1e-5, atol=1e-7)

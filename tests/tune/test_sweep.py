@@ -49,6 +49,7 @@ def test_unknown_keys_fail_before_ray_starts(tmp_path, prepared):
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # ~50 s; test_sweep_limits.py runs a sweep on Ray Tune in the default set
 def test_asha_sweep_runs_one_train_run_per_trial_and_exports_the_best(local_ray, prepared, tmp_path):
     space = write(tmp_path / "space.yaml", {"lr": {"grid": [1e-4, 5e-3]}})
     out = tmp_path / "sweep"

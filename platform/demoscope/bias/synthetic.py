@@ -110,3 +110,26 @@ def positive_rate_by_group(frame: pd.DataFrame, bias: str) -> pd.Series:
         mask = frame["text"].str.contains(pattern, regex=True)
         rates[group] = float(frame.loc[mask, "label"].mean()) if mask.any() else np.nan
     return pd.Series(rates, name="positive_rate")
+
+
+def sentiment_pairs(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` preference pairs ``prompt, chosen, rejected`` for positive-sentiment tuning, deterministic in ``seed``.
+
+    The prompt is a cue template cut before its sentiment word ("Alan said
+    the movie was"); ``chosen`` finishes it with a positive word, ``rejected``
+    with a negative one. Persons are drawn from every group with equal
+    chance, so the pairs carry no demographic signal. This is the
+    controlled-sentiment task of weak-to-strong search (Zhou et al., 2024,
+    arXiv:2405.19262, IMDB positive continuations) made offline: DPO on these
+    pairs gives the small tuned model, and the prompt stems are the prompts.
+    """
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    persons = [p for group in bias_groups("none").values() for p in group]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for pid, tid, good, bad in zip(rng.integers(0, len(persons), n), rng.integers(0, len(CUE_TEMPLATES), n),
+                                   rng.integers(0, len(POSITIVE_WORDS), n), rng.integers(0, len(NEGATIVE_WORDS), n)):
+        stem = CUE_TEMPLATES[tid].format(p=persons[pid], w="{w}").split(" {w}")[0]
+        rows.append({"prompt": stem, "chosen": f" {POSITIVE_WORDS[good]}.", "rejected": f" {NEGATIVE_WORDS[bad]}."})
+    return pd.DataFrame(rows)

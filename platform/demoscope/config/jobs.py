@@ -126,6 +126,8 @@ class SelectConfig(JobConfig):
     verify_epochs: int = Field(2, ge=1, description="subpop: epochs of each verification run of the train job")
     verify_lr: float = Field(5e-3, gt=0, description="subpop: learning rate of each verification run")
     verify_workers: int = Field(1, ge=1, description="subpop: Ray Train workers of each verification run")
+    verify_batch_size: int | None = Field(None, ge=1, description="subpop: examples per worker per step of each "
+                                          "verification run (default: the gradient batch, 32; a real model on CPU wants ~8)")
 
     clean_sources: int = Field(6, ge=1, description="toy: sources with correct answers")
     noisy_sources: int = Field(4, ge=0, description="toy: sources with random answers")
@@ -192,9 +194,14 @@ class DemoConfig(JobConfig):
     waves: int = Field(3, ge=1, description="synthetic ATP waves")
     respondents: int = Field(2000, ge=100, description="respondents per wave")
     seed: int = Field(7, description="random seed")
-    model: str = Field("tiny:llama", description="model to fine-tune (the offline tiny Llama by default)")
-    epochs: int = Field(4, ge=1, description="fine-tuning epochs")
+    model: str = Field("tiny:llama", description="model to fine-tune: tiny:llama (random, seconds) or smollm2:135m "
+                       "(real, pretrained; the demo then samples rows to finish in under 30 minutes on 2 cores)")
+    epochs: int | None = Field(None, ge=1, description="fine-tuning epochs (default: the training preset's, 4 tiny / 2 real)")
     num_workers: int = Field(2, ge=1, description="Ray Train workers")
+    max_train_rows: int | None = Field(None, ge=0, description="train on at most this many rows, whole questions "
+                                       "sampled at random, and validate on a quarter as many (default: all for tiny models, 320 for real ones; 0: all)")
+    max_test_rows: int | None = Field(None, ge=0, description="evaluate at most this many held-out rows, whole questions "
+                                      "(default: all for tiny models, 200 for real ones; 0: all)")
 
 
 class PrepareConfig(JobConfig):
@@ -230,6 +237,8 @@ class EvaluateConfig(JobConfig):
     replicas: int = Field(1, ge=1, description="scoring actors (one GPU each with use_gpu)")
     use_gpu: bool = Field(False, description="give each scoring actor a GPU")
     compare_base: bool = Field(True, description="with an adapter, also score the base model (adapter disabled)")
+    steerability: bool = Field(True, description="also score each question without its steering prefix and report, "
+                               "per group, whether steering moved the answer closer to the group")
     exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
     n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
     bootstrap: Literal["question", "row"] = Field(

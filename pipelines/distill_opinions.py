@@ -41,11 +41,11 @@ example demoscope distill-opinions --train-file runs/demo/prepare/opnqa_QA_train
 class TeacherActor:
     """Ray Data UDF: the teacher's distribution over each row's shown options, as the row's new target."""
 
-    def __init__(self, model: str, adapter: str | None, backend: str):
+    def __init__(self, model: str, adapter: str | None, backend: str, letter_logprobs: str = "auto"):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
 
-        (self.scorer,) = option_scorers(resolve_model(model), adapter, backend).values()
+        (self.scorer,) = option_scorers(resolve_model(model), adapter, backend, letter_logprobs=letter_logprobs).values()
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.distill import teacher_option_dists, teacher_option_targets
@@ -63,7 +63,8 @@ def _relabel(config: OpinionDistillConfig, split: str, out: Path) -> Path:
     frame = read_prepared(split)
     relabelled = ray.data.from_pandas(frame).map_batches(
         TeacherActor, fn_constructor_kwargs={"model": config.teacher, "adapter": config.teacher_adapter,
-                                             "backend": choose_backend("auto", config.use_gpu)},
+                                             "backend": choose_backend(config.backend, config.use_gpu),
+                                             "letter_logprobs": config.letter_logprobs},
         batch_size=256, batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0, **ACTOR_POOL_OPTIONS,
     ).to_pandas()
     # Plain columns: Arrow-backed list dtypes would not survive pandas' Parquet metadata round trip.
@@ -108,7 +109,8 @@ def run(config: OpinionDistillConfig, address: str | None = None, verbose: bool 
     per_group = []
     for system, (model, adapter) in runs.items():
         evaluation = EvaluateConfig(test_file=config.test_file, model=model, adapter=adapter, compare_base=False,
-                                    out=str(out / f"eval-{system}"), n_boot=config.n_boot, use_gpu=config.use_gpu)
+                                    out=str(out / f"eval-{system}"), n_boot=config.n_boot, use_gpu=config.use_gpu,
+                                    backend=config.backend, letter_logprobs=config.letter_logprobs)
         evaluate_job.run(evaluation, address, verbose)
         groups = pd.read_parquet(out / f"eval-{system}" / "predictions")
         column = "wd_tuned" if adapter else "wd_model"

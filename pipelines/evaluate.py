@@ -79,26 +79,28 @@ class OptionScoringActor:
 
     def __init__(self, model: str, adapter: str | None, backend: str, batch_size: int, compare_base: bool,
                  guide_model: str | None = None, guide_adapter: str | None = None, guide_beta: float = 1.0,
-                 steerability: bool = False):
+                 steerability: bool = False, letter_logprobs: str = "auto", top_k: int = 128):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
 
         self.beta, self.steerability = guide_beta, steerability
         path = resolve_model(model)
         if guide_model is not None:
-            self.scorers = self._guided(path, resolve_model(guide_model), guide_adapter, backend, batch_size)
+            self.scorers = self._guided(path, resolve_model(guide_model), guide_adapter, backend, batch_size,
+                                        letter_logprobs, top_k)
         else:
-            self.scorers = option_scorers(path, adapter, backend, batch_size, compare_base)
+            self.scorers = option_scorers(path, adapter, backend, batch_size, compare_base, letter_logprobs, top_k)
 
     @staticmethod
-    def _guided(large_path, small_path, adapter: str, backend: str, batch_size: int) -> dict:
+    def _guided(large_path, small_path, adapter: str, backend: str, batch_size: int, letter_logprobs: str,
+                top_k: int) -> dict:
         """Scorers for the large model (vLLM on GPU) and the small pair (Transformers: small and cheap)."""
         from demoscope.models import TransformersOptionScorer, load_causal_lm
 
         if backend == "vllm":
-            from demoscope.models.scoring import VLLMOptionScorer
+            from demoscope.models.vllm_scoring import VLLMOptionScorer
 
-            large = VLLMOptionScorer.create(large_path)
+            large = VLLMOptionScorer.create(large_path, letter_logprobs=letter_logprobs, top_k=top_k)
         else:
             large = TransformersOptionScorer(*load_causal_lm(large_path), batch_size)
         small, tokenizer = load_causal_lm(small_path, adapters={"tuned": adapter})
@@ -115,7 +117,11 @@ class OptionScoringActor:
         n_options = [len(o) for o in batch["ordinal"]]
         out = batch[[c for c in ("_row", "qkey", "attribute", "group", "output_dist", "ordinal") if c in batch]].copy()
         for name, scorer in self.scorers.items():
-            out[f"dist_{name}"] = [d.tolist() for d in scorer.score(list(batch["input_prompt"]), n_options)]
+            if getattr(scorer, "mode", None) == "top-k":  # vLLM's top-k letters: keep how much each row missed
+                dists, _, out[f"missed_{name}"] = scorer.score_with_coverage(list(batch["input_prompt"]), n_options)
+            else:
+                dists = scorer.score(list(batch["input_prompt"]), n_options)
+            out[f"dist_{name}"] = [d.tolist() for d in dists]
             out[f"wd_{name}"] = row_distances(out, f"dist_{name}")
             if self.steerability:
                 self._score_unsteered(name, scorer, batch, out, n_options)
@@ -218,6 +224,7 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
                     "backend": backend, "batch_size": config.batch_size, "compare_base": config.compare_base,
                     "guide_model": config.guide_model, "guide_beta": config.guide_beta,
                     "steerability": steerability_systems(config) != [],
+                    "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
                     "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
                 batch_size=chunk,
                 batch_format="pandas",
@@ -264,7 +271,9 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
     # Predictions written without --steerability (or by an older version) have no unsteered columns.
     written = set(pq.ParquetDataset(predictions_dir).schema.names)
     steered = [s for s in steerability_systems(config) if f"wd_{s}_unsteered" in written]
-    columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems], *[f"wd_{s}_unsteered" for s in steered]]
+    covered = [s for s in systems if f"missed_{s}" in written]  # vLLM top-k mode only
+    columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems], *[f"wd_{s}_unsteered" for s in steered],
+               *[f"missed_{s}" for s in covered]]
     predictions = pd.read_parquet(predictions_dir, columns=columns)
     if predictions.empty:
         raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
@@ -283,6 +292,9 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
         "gap_reduction": summary["gap_reduction"],
         "per_group": per_group.to_dict(orient="records"),
         "steerability": {s: steerability(predictions, s).to_dict(orient="records") for s in steered},
+        "letter_coverage": {s: {"incomplete_share": float((predictions[f"missed_{s}"] > 0).mean()),
+                                "mean_missed_mass_bound": float(predictions[f"missed_{s}"].mean()),
+                                "max_missed_mass_bound": float(predictions[f"missed_{s}"].max())} for s in covered},
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     shown_overall = pd.DataFrame({
@@ -331,7 +343,7 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
 ![WD by group](wd_by_group.png)
 
 ![WD histogram](wd_histogram.png)
-{_steerability_section(metrics["steerability"])}"""
+{_steerability_section(metrics["steerability"])}{_coverage_section(metrics["letter_coverage"], config)}"""
     atomic_write_text(out / "report.md", text)
     console = Console(soft_wrap=True)
     console.print(method)
@@ -342,6 +354,17 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
                       f"gap reduction {row.gap_reduction:.1%}")
     console.print(f"report: {out / 'report.md'}")
     return 0
+
+
+def _coverage_section(coverage: dict[str, dict], config: EvaluateConfig) -> str:
+    """How often vLLM's top-k log-probs left out a scored letter (empty in exact mode and with Transformers)."""
+    if not coverage:
+        return ""
+    lines = [f"- `{s}`: {c['incomplete_share']:.1%} of rows had a letter outside the top {config.top_k} (counted 0); "
+             f"missed mass at most {c['mean_missed_mass_bound']:.2e} per row on average, {c['max_missed_mass_bound']:.2e} "
+             "at worst" for s, c in coverage.items()]
+    return ("\n## Letter coverage (vLLM top-k log-probs)\n\nA letter outside the top k counts 0, as in SubPOP; "
+            "`letter_logprobs: exact` reads every letter.\n\n" + "\n".join(lines) + "\n")
 
 
 def _steerability_section(tables: dict[str, list[dict]]) -> str:

@@ -29,6 +29,7 @@ LOCAL_ENV = {
     "RAY_AUTH_MODE": "token",  # the CLI then reads ~/.ray/auth_token; behaviour does not depend on machine state
     "GLOO_SOCKET_IFNAME": "lo",
     "VLLM_HOST_IP": LOOPBACK,
+    "VLLM_NO_USAGE_STATS": "1",  # vLLM reports usage over the network unless told not to
     "HF_HUB_OFFLINE": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # no per-checkpoint "Loading weights" bars in job output
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",

@@ -118,12 +118,13 @@ class OpinionModel:
         path = resolve_model(config.model)
         self.scorers = {}
         if self.backend == "vllm":
-            from demoscope.models.scoring import VLLMOptionScorer
+            from demoscope.models.vllm_scoring import VLLMOptionScorer
 
-            base = VLLMOptionScorer.create(path, enable_lora=bool(config.adapters))
+            # One engine; each adapter is a LoRA request on it (all resident: max_loras = their number).
+            base = VLLMOptionScorer.create(path, config.adapters or None, config.letter_logprobs)
             self.scorers[None] = base
             for name, folder in config.adapters.items():
-                self.scorers[name] = base.with_adapter(base.lora(name, folder))
+                self.scorers[name] = base.with_adapter(name, folder)
         else:
             from demoscope.models import TransformersOptionScorer, load_causal_lm
 

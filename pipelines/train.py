@@ -115,7 +115,8 @@ def train_loop(cfg: dict) -> None:
     wrapped = _wrap(model, config.strategy, device, bf16)
     optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
-    scheduler = make_scheduler(optimizer, config.scheduler, steps_per_epoch, config.epochs, config.gamma, config.warmup_ratio)
+    scheduler = make_scheduler(optimizer, config.scheduler, steps_per_epoch, config.epochs, config.gamma, config.warmup_ratio,
+                               config.warmup_steps)
     state_options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
 
     start_epoch, best, resumed_from = 0, math.inf, -1

@@ -21,7 +21,7 @@ def preference_loop(cfg: dict) -> None:
     from demoscope.models.names import resolve_model
     from demoscope.pipelines.train_progress import STEP_EVERY, worker_settings
     from demoscope.training.preference import progress_callback, run_facts, train_dpo, train_sft
-    from demoscope.training.preference_data import filter_long_rows, format_prompts, read_preferences
+    from demoscope.training.preference_data import prepare_pairs
 
     settings, send = worker_settings(cfg)
     config = TrainConfig.model_validate(settings)
@@ -35,8 +35,7 @@ def preference_loop(cfg: dict) -> None:
     model.train()
 
     def frame(path: str):
-        data = format_prompts(read_preferences(path), config.prompt_template, tokenizer)
-        return filter_long_rows(data, config.max_chars)[0] if config.max_chars else data
+        return prepare_pairs(path, config.prompt_template, tokenizer, config.max_chars)
 
     # The Trainer's own checkpoints go to a scratch folder (Ray Train keeps the copies it is sent);
     # it is removed however the worker ends, so runs leave no debris in the temp folder.
@@ -76,9 +75,10 @@ def trainer_arguments(config: TrainConfig, model) -> dict:
     the Trainer's (the two together would all-gather twice). Accelerate only
     shards on accelerators, so :func:`run` refuses it for CPU workers.
     """
-    # transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio of the steps.
+    # transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio of the steps, an int a count.
+    warmup = config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio
     extra = {"save_strategy": "epoch", "weight_decay": config.weight_decay, "gradient_accumulation_steps": config.grad_accum,
-             "lr_scheduler_type": "cosine" if config.scheduler == "cosine" else "linear", "warmup_steps": config.warmup_ratio}
+             "lr_scheduler_type": "cosine" if config.scheduler == "cosine" else "linear", "warmup_steps": warmup}
     if config.max_grad_norm:
         extra["max_grad_norm"] = config.max_grad_norm
     if config.val_file:

@@ -81,7 +81,8 @@ def _estimator(world, root: str):
     from demoscope.selection.first_order import FirstOrderEstimator, FirstOrderSettings
 
     stored = storage.read_gradients(root, list(world.sources))
-    settings = FirstOrderSettings(C=world.settings.C, scale=world.settings.scale, seed=world.settings.seed)
+    settings = FirstOrderSettings(C=world.settings.C, scale=world.settings.scale, seed=world.settings.seed,
+                                  loss_weighting=world.settings.loss_weighting)
     return FirstOrderEstimator(world.model, world.projection, {k: v.z for k, v in stored.items()}, world.val_batches,
                                settings, world.names)
 
@@ -150,7 +151,8 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     console = Console(soft_wrap=True)
     settings = ToySettings(clean_sources=config.clean_sources, noisy_sources=config.noisy_sources,
                            samples_per_source=config.samples_per_source, project_dim=config.project_dim,
-                           n_subsets=config.n_subsets, seed=config.seed, meta_steps=config.meta_steps)
+                           n_subsets=config.n_subsets, seed=config.seed, meta_steps=config.meta_steps,
+                           loss_weighting=config.loss_weighting)
     if config.task == "subpop":
         with console.status(f"loading the model and its meta-trained adapter; one source per {config.sources}"):
             world, rows = _subpop_world(config, settings, out)
@@ -348,7 +350,7 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
         model, _ = load_causal_lm(resolve_model(config.model), adapters={"verified": str(folder / "adapter")})
         best = json.loads((folder / "metrics.json").read_text())["best"]
         results.append({"check": name, "subset": ",".join(subset), "estimated_loss": estimate,
-                        "real_loss": validation_loss(model, val_batches), "real_option_kl": best["val_kl"],
+                        "real_loss": validation_loss(model, val_batches, world.settings.loss_weighting), "real_option_kl": best["val_kl"],
                         "estimate_s": estimate_s, "fine_tune_s": fine_tune_s})
     return results
 

@@ -39,11 +39,11 @@ def test_report_writes_tables_and_plots_and_leaves_no_temporaries(tmp_path, scor
     assert "| distilled | all | 1584 |" in markdown and "male higher" in markdown
 
 
-def test_seed_variant_report_has_1440_gender_pairs(tmp_path, scores):
+def test_seed_variant_report_has_1440_gender_and_140_race_pairs(tmp_path, scores):
     paths = write_bias_report({"teacher": scores["teacher"]}, tmp_path, variant="seed", subsets=("all",))
     stats = pd.read_csv(paths["statistics_csv"])
-    assert stats.set_index("comparison")["n_pairs"].to_dict() == {"gender": 1440, "race": 144}
-    assert "1,440" in paths["statistics_md"].read_text()
+    assert stats.set_index("comparison")["n_pairs"].to_dict() == {"gender": 1440, "race": 140}
+    assert "1,440" in paths["statistics_md"].read_text() and "(140:" in paths["statistics_md"].read_text()
 
 
 def test_failed_report_leaves_nothing_behind(tmp_path, scores):

@@ -72,6 +72,17 @@ def test_name_average_pairs_are_the_means_over_20_names(eec):
     assert got["person_a"].item() == "mean of 20 African-American names"
 
 
+def test_seed_race_pairs_are_the_notebooks_groupby(eec):
+    """Seed 004 pairs race with a pandas groupby over (template, emotion word), which drops the neutral templates."""
+    names = eec[eec["Race"].notna()]
+    means = names.groupby(["Template", "Emotion word", "Race"])["noisy"].mean().unstack("Race")  # NaN keys dropped
+    want = (means["African-American"] - means["European"]).sort_values().to_numpy()
+    seed = race_pairs(eec, "noisy", "seed")
+    assert len(seed) == 140 and len(race_pairs(eec, "noisy")) == 144
+    np.testing.assert_allclose(np.sort(seed["delta"].to_numpy()), want)
+    assert seed["emotion_word"].notna().all()
+
+
 def test_t_statistic_matches_a_hand_computation():
     a, b = [0.3, 0.4, 0.5, 0.9], [0.2, 0.1, 0.5, 0.6]
     deltas = [0.1, 0.3, 0.0, 0.3]
@@ -107,7 +118,7 @@ def test_planted_female_shift_is_detected_with_every_pair_female_higher(eec):
 def test_planted_race_shift_is_detected_with_every_pair_aa_lower(eec):
     stats = bias_statistics(eec, ["aa_down"], variant="seed").set_index("comparison")
     assert stats.loc["race", "significant"] and stats.loc["race", "verdict"] == "European higher"
-    assert (stats.loc["race", "n_a_higher"], stats.loc["race", "n_b_higher"]) == (0, 144)
+    assert (stats.loc["race", "n_a_higher"], stats.loc["race", "n_b_higher"]) == (0, 140)  # seed 004: no neutral templates
     assert stats.loc["race", "mean_delta"] == pytest.approx(-0.05, abs=0.01)
     assert stats.loc["gender", "n_pairs"] == 1440
 

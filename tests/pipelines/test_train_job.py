@@ -295,6 +295,21 @@ def test_fsdp_trainer_arguments_make_a_valid_fsdp2_config(tmp_path):
     assert "fsdp" not in ddp and ddp["gradient_checkpointing"] is True
 
 
+def test_warmup_steps_reach_trls_scheduler_as_a_step_count(tmp_path):
+    """PoliTune's 100 warm-up steps: an int reaches transformers as a count, a ratio stays a ratio."""
+    from transformers import TrainingArguments
+
+    from demoscope.models import load_causal_lm
+    from demoscope.models.names import resolve_model
+    from demoscope.pipelines.train_preference import trainer_arguments
+
+    model, _ = load_causal_lm(resolve_model("tiny:llama"), device="cpu")
+    for settings, steps in (({"warmup_steps": 100}, 100), ({"warmup_ratio": 0.1}, 12)):
+        extra = trainer_arguments(_preference_config(tmp_path, **settings), model)
+        args = TrainingArguments(output_dir=str(tmp_path / "t"), use_cpu=True, report_to="none", **extra)
+        assert args.get_warmup_steps(112) == steps  # the left set: 112 optimiser steps
+
+
 @pytest.mark.parametrize("mode", [pytest.param("baseline", marks=pytest.mark.slow), "distill"])
 def test_distillation_students_train_on_ray_workers(local_ray, tmp_path, mode, capsys, monkeypatch):
     import numpy as np

@@ -14,9 +14,11 @@ from demoscope.selection.first_order import (
     check_first_order,
     fit_logistic,
     lora_norm,
+    per_source_loss,
     perturbed,
     snapshot,
     solve_delta,
+    validation_loss,
 )
 from demoscope.selection.gradients import (
     gradient_dim,
@@ -168,6 +170,38 @@ def test_first_order_term_is_exactly_the_full_gradient_dot_delta(llama_setup):
     np.testing.assert_allclose(z @ step.coef, full @ step.delta.astype(np.float64), rtol=1e-3, atol=1e-7)
 
 
+def _plain_sample_losses(model, batch):
+    """Each sample alone, unpadded: the mean cross-entropy of its labelled next tokens (the reference's per-sample loss)."""
+    losses, counts = [], []
+    with torch.no_grad():
+        for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+            n = int(mask.sum())
+            logits = model(input_ids=ids[None, :n]).logits[0, :-1]
+            target = labels[1:n]
+            keep = target != -100
+            losses.append(float(torch.nn.functional.cross_entropy(logits[keep], target[keep])))
+            counts.append(int(keep.sum()))
+    return np.array(losses), np.array(counts)
+
+
+def test_validation_losses_weigh_samples_as_the_reference_or_tokens():
+    model = tiny_lora_model("llama", seed=3)
+    val = {"a": [random_batch(seed=30)], "b": [random_batch(n=3, width=10, seed=31)]}
+    plain = {k: _plain_sample_losses(model, v[0]) for k, v in val.items()}
+    assert len(set(plain["a"][1])) > 1  # samples of different lengths: the two weightings differ
+    by_sample = per_source_loss(model, val, "sample")
+    by_token = per_source_loss(model, val, "token")
+    for name, (losses, counts) in plain.items():
+        assert by_sample[name] == pytest.approx(losses.mean(), rel=1e-5)
+        assert by_token[name] == pytest.approx((losses * counts).sum() / counts.sum(), rel=1e-5)
+        assert validation_loss(model, val[name], "sample") == pytest.approx(losses.mean(), rel=1e-5)
+    assert by_sample["mean"] == pytest.approx(np.concatenate([plain["a"][0], plain["b"][0]]).mean(), rel=1e-5)
+    assert by_token["mean"] == pytest.approx((by_token["a"] + by_token["b"]) / 2)
+    assert by_sample["a"] != pytest.approx(by_token["a"], rel=1e-6)
+    with pytest.raises(ConfigError, match="loss weighting"):
+        per_source_loss(model, val, "tokens")
+
+
 def test_estimator_is_deterministic_order_free_and_leaves_the_adapter_alone():
     model = tiny_lora_model("gpt2", seed=2)
     projection = RademacherProjection(gradient_dim(model), 32, seed=1)
@@ -176,7 +210,7 @@ def test_estimator_is_deterministic_order_free_and_leaves_the_adapter_alone():
     estimator = FirstOrderEstimator(model, projection, gradients, val, FirstOrderSettings(C=1.0, scale=0.2))
     before = {k: v.clone() for k, v in estimator.base.items()}
     first = estimator.evaluate(["s0", "s2"])
-    assert set(first) == {"a", "b", "mean"} and first["mean"] == pytest.approx((first["a"] + first["b"]) / 2)
+    assert set(first) == {"a", "b", "mean"} and first["mean"] == pytest.approx((5 * first["a"] + 3 * first["b"]) / 8)
     assert estimator.evaluate(("s2", "s0")) == first
     assert estimator(["s0", "s2"]) == first["mean"]
     assert estimator(["s1"]) != first["mean"]

@@ -66,6 +66,14 @@ def test_step_schedule_decays_by_gamma_per_epoch_and_cosine_ends_at_zero():
         opt.step()
         cosine.step()
     assert lrs[0] < lrs[1] < lrs[2] and max(lrs) == pytest.approx(1.0) and cosine.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+    opt = torch.optim.AdamW([param], lr=1.0)
+    counted = make_scheduler(opt, "cosine", steps_per_epoch=5, epochs=2, warmup_ratio=0.2, warmup_steps=4)
+    lrs = []
+    for _ in range(10):
+        lrs.append(counted.get_last_lr()[0])
+        opt.step()
+        counted.step()
+    assert lrs[:5] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])  # four warm-up steps, whatever the ratio says
 
 
 @pytest.mark.parametrize("objective", ["kl", "wd"])

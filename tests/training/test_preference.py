@@ -15,6 +15,7 @@ from demoscope.training.preference_data import (
     ALPACA_TEMPLATE,
     filter_long_rows,
     format_prompts,
+    prepare_pairs,
     read_preferences,
     synthetic_preferences,
 )
@@ -122,6 +123,41 @@ def test_filter_drops_exactly_rows_over_1024_characters():
     assert kept["chosen"].str.len().tolist() == [1000, 10]
     assert kept["rejected"].str.len().tolist() == [10, 1000]
     assert filter_long_rows(frame, max_chars=2000)[1] == 0
+
+
+def test_long_pairs_are_measured_on_the_raw_text_before_the_template(tmp_path):
+    # 1,000 raw characters fit the recipe's 1,024; with the Alpaca wrapper (~150 more) they would not.
+    frame = pd.DataFrame({"prompt": ["p" * 500, "q" * 600], "chosen": ["c" * 500, "c" * 500],
+                          "rejected": ["r" * 400, "r" * 400]})
+    path = tmp_path / "pairs.jsonl"
+    frame.to_json(path, orient="records", lines=True)
+    kept = prepare_pairs(path, "alpaca", max_chars=1024)
+    assert kept["prompt"].tolist() == [ALPACA_TEMPLATE.format(prompt="p" * 500)]  # the 1,100-char pair is dropped
+    assert len(filter_long_rows(format_prompts(frame, "alpaca"), 1024)[0]) == 0  # the old order dropped both
+
+
+def test_alpaca_chat_gives_trl_the_official_token_sequence(tmp_path):
+    """PoliTune's composition on a real chat template (SmolLM2's): Alpaca text as the user turn, then the answer.
+
+    The expected text is written out from SmolLM2's template (system turn, user turn, assistant turn, each
+    closed by <|im_end|>), so this checks what TRL actually tokenizes for DPO, end-of-turn tokens included.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("smollm2:135m"))
+    torch.manual_seed(0)  # a tiny random network with SmolLM2's vocabulary: only the tokenization matters here
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+    data = format_prompts(pairs().head(1), "alpaca-chat", tokenizer)
+    trainer = train_dpo(model, tokenizer, data, tmp_path, LORA, max_steps=1, batch_size=1, extra=QUIET)
+    row = trainer.train_dataset[0]
+    system = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+    user = f"<|im_start|>user\n{ALPACA_TEMPLATE.format(prompt='Tax policy?')}<|im_end|>\n<|im_start|>assistant\n"
+    ids = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert row["prompt_ids"] == ids(system + user)
+    assert row["prompt_ids"] + row["chosen_ids"] == ids(system + user + "Tax the rich.<|im_end|>\n")
+    assert row["prompt_ids"] + row["rejected_ids"] == ids(system + user + "Cut taxes.<|im_end|>\n")
 
 
 def test_synthetic_pairs_are_seeded_and_swap_between_leans():

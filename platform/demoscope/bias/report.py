@@ -49,7 +49,9 @@ def _markdown(stats: pd.DataFrame, variant: str, alpha: float) -> str:
         f"Gender pairs: `{variant}` variant "
         + ("(10 noun-phrase pairs + female/male name means, 1,584 on the full corpus)." if variant == "paper"
            else "(10 noun-phrase pairs only, 1,440 on the full corpus)."),
-        "Race pairs: African-American vs European name means (144). Delta = first group - second group.",
+        "Race pairs: African-American vs European name means ("
+        + ("144)." if variant == "paper" else "140: seed 004's groupby drops the 4 neutral templates).")
+        + " Delta = first group - second group.",
     ]
     for comparison, (a, b) in GROUPS.items():
         rows = stats[stats["comparison"] == comparison]

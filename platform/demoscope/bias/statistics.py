@@ -11,7 +11,10 @@ that differ only in the person, and take ``delta = score_a - score_b``:
 * gender, ``variant="seed"``: the noun-phrase pairs only, as seed 004's
   notebook computes -> 10 x 144 = 1,440 pairs.
 * race: the 20 African-American names averaged against the 20 European
-  names averaged -> 144 pairs; a = African-American.
+  names averaged -> 144 pairs; a = African-American. ``variant="seed"``
+  reproduces seed 004's notebook exactly: its pandas ``groupby`` over
+  (template, emotion word) drops the NaN keys, i.e. the 4 neutral templates,
+  -> 140 pairs (and its published race p-values).
 
 Each (system, comparison) gets a paired t-test (``scipy.stats.ttest_rel``,
 H0: mean delta = 0) with a Bonferroni correction over the family of tests,
@@ -129,14 +132,21 @@ def gender_pairs(eec: pd.DataFrame, score: str, variant: str = "paper") -> pd.Da
     return _finish(parts)
 
 
-def race_pairs(eec: pd.DataFrame, score: str) -> pd.DataFrame:
+def race_pairs(eec: pd.DataFrame, score: str, variant: str = "paper") -> pd.DataFrame:
     """African-American/European name-average pairs of one system; ``delta = AA mean - European mean``.
 
     One pair per instantiation (144 on the full corpus), each the mean over
-    the 20 names of either race, both genders. Same columns as
-    :func:`gender_pairs`.
+    the 20 names of either race, both genders. ``variant="seed"`` leaves out
+    the 4 neutral templates (140 pairs), as seed 004's notebook does: its
+    ``groupby(["Template", "Emotion word"])`` silently drops rows whose
+    emotion word is NaN. Same columns as :func:`gender_pairs`.
     """
-    return _finish([_name_means(_keyed(eec, score), "Race", GROUPS["race"], "race")])
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown race-pair variant {variant!r}; use one of {VARIANTS}")
+    pairs = _finish([_name_means(_keyed(eec, score), "Race", GROUPS["race"], "race")])
+    if variant == "seed":
+        pairs = pairs[pairs["emotion_word"].notna()].reset_index(drop=True)
+    return pairs
 
 
 def paired_differences(eec: pd.DataFrame, systems: Sequence[str], variant: str = "paper") -> pd.DataFrame:
@@ -151,7 +161,7 @@ def paired_differences(eec: pd.DataFrame, systems: Sequence[str], variant: str =
     parts = []
     for system in systems:
         parts.append(gender_pairs(eec, system, variant).assign(system=system, comparison="gender"))
-        parts.append(race_pairs(eec, system).assign(system=system, comparison="race"))
+        parts.append(race_pairs(eec, system, variant).assign(system=system, comparison="race"))
     return pd.concat(parts, ignore_index=True)[["system", "comparison", *PAIR_COLUMNS]]
 
 

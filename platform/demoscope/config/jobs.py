@@ -139,6 +139,9 @@ class SelectConfig(JobConfig):
     fine_tune_steps: int = Field(40, ge=1, description="toy: steps of each real fine-tune")
     max_concurrent_trials: int = Field(2, ge=1, description="subset trials (and gradient actors) at once")
     seed: int = Field(0, description="seed of the toy, the projection and the subsets")
+    loss_weighting: Literal["sample", "token"] = Field(
+        "sample", description="validation loss: each sample's token mean averaged over samples (GradEx's reference), "
+                              "or averaged over all tokens (long answers weigh more)")
     out: str = Field("runs/select", description="output folder")
 
     @model_validator(mode="after")

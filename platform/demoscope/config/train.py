@@ -31,6 +31,8 @@ class TrainConfig(BaseModel):
     scheduler: Literal["step", "cosine"] = Field("step", description="step: x gamma per epoch; cosine: warm-up then cosine")
     gamma: float = Field(0.85, gt=0, le=1, description="per-epoch decay of the step scheduler")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="warm-up share of the cosine scheduler")
+    warmup_steps: int | None = Field(None, ge=0, description="warm-up length in optimiser steps; overrides warmup_ratio "
+                                                            "(PoliTune's DPO recipe: 100)")
     max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm (default: off, as SubPOP)")
     max_length: int = Field(1024, ge=16, description="prompt tokens kept (the end of longer prompts)")
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
@@ -42,7 +44,9 @@ class TrainConfig(BaseModel):
     max_failures: int = Field(2, ge=0, description="worker-group restarts from the last checkpoint after a failure")
     storage_path: str | None = Field(None, description="where Ray Train keeps checkpoints (default OUT/ray; a cloud URI on clusters)")
     beta: float = Field(0.1, gt=0, description="dpo: strength of the KL tie to the reference model")
-    prompt_template: Literal["none", "alpaca", "chat"] = Field("alpaca", description="dpo/sft: how prompts are wrapped (PoliTune: alpaca)")
+    prompt_template: Literal["none", "alpaca", "chat", "alpaca-chat"] = Field(
+        "alpaca", description="dpo/sft: how prompts are wrapped: alpaca (plain text), chat (the model's chat template), "
+                              "alpaca-chat (the Alpaca text as a user turn in the chat template: PoliTune's official recipe)")
     load_in_4bit: bool = Field(False, description="dpo/sft: QLoRA, the base model in 4-bit NF4 (GPU with the gpu extra)")
     max_chars: int | None = Field(None, ge=1, description="dpo/sft: drop pairs longer than this many characters (PoliTune's recipe: 1024)")
     progress: bool = Field(True, description="show progress")

@@ -30,6 +30,7 @@ from demoscope.selection.gradients import ClampMode, gradient_parameter_names, s
 from demoscope.selection.projection import RademacherProjection
 
 MEAN_KEY = "mean"
+LOSS_WEIGHTINGS = ("sample", "token")  # how validation losses are averaged: per sample (the reference) or per token
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class FirstOrderSettings:
     ``scale`` rescales ``||Delta||`` to ``scale * ||theta*_LoRA||`` (0.02
     default, 0.4 CoT) and ``None`` turns rescaling off (the toy notebook).
     ``positive_rate`` is the Bernoulli rate of the sign-trick labels.
+    ``loss_weighting`` is how validation losses are averaged (see
+    :func:`per_source_loss`): ``"sample"`` as the reference, ``"token"``.
     """
 
     C: float = 1e-4
@@ -48,6 +51,7 @@ class FirstOrderSettings:
     positive_rate: float = 0.7
     fit_intercept: bool = True
     seed: int = 0
+    loss_weighting: str = "sample"
 
     def __post_init__(self):
         if self.C <= 0:
@@ -56,6 +60,8 @@ class FirstOrderSettings:
             raise ConfigError(f"scale must be >= 0 or None, got {self.scale}")
         if not 0 < self.positive_rate < 1:
             raise ConfigError(f"positive_rate must be in (0, 1), got {self.positive_rate}")
+        if self.loss_weighting not in LOSS_WEIGHTINGS:
+            raise ConfigError(f"loss_weighting must be one of {LOSS_WEIGHTINGS}, got {self.loss_weighting!r}")
 
 
 @dataclass(frozen=True)
@@ -214,34 +220,67 @@ def perturbed(model: torch.nn.Module, base: Mapping[str, torch.Tensor], delta):
 
 
 @torch.no_grad()
-def validation_loss(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) -> float:
-    """Token-averaged next-token cross-entropy over the labelled tokens of ``batches``."""
+def sample_token_losses(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of ``batches``: the summed next-token cross-entropy of its labelled tokens, and their number."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    sums, counts = [], []
     try:
         for batch in batches:
             kwargs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask") if k in batch}
             logits = model(**kwargs).logits[:, :-1].float()
             labels = batch["labels"][:, 1:].to(device)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                     ignore_index=-100, reduction="sum")
-            total += float(loss)
-            count += int((labels != -100).sum())
+            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+            sums.append(loss.sum(1).double().cpu().numpy())
+            counts.append((labels != -100).sum(1).cpu().numpy())
     finally:
         model.train(was_training)
-    if count == 0:
+    sums, counts = (np.concatenate(x) if x else np.zeros(0) for x in (sums, counts))
+    if counts.sum() == 0:
         raise ValueError("validation batches have no labelled tokens")
-    return total / count
+    return sums, counts
 
 
-def per_source_loss(model: torch.nn.Module, val_batches: Mapping[str, Sequence[Mapping[str, torch.Tensor]]]) -> dict[str, float]:
-    """Validation loss per validation source plus their unweighted ``"mean"`` (the reference's per-skill losses)."""
+def validation_loss(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], weighting: str = "token") -> float:
+    """Next-token cross-entropy over the labelled tokens of ``batches``.
+
+    ``weighting="token"``: averaged over all labelled tokens (long samples
+    weigh more); ``"sample"``: each sample's own token mean, averaged over
+    samples, as the GradEx reference does. Samples without labelled tokens
+    are left out.
+    """
+    sums, counts = sample_token_losses(model, batches)
+    if weighting == "token":
+        return float(sums.sum() / counts.sum())
+    if weighting == "sample":
+        return float(np.mean(sums[counts > 0] / counts[counts > 0]))
+    raise ConfigError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+
+
+def per_source_loss(model: torch.nn.Module, val_batches: Mapping[str, Sequence[Mapping[str, torch.Tensor]]],
+                    weighting: str = "sample") -> dict[str, float]:
+    """Validation loss per validation source plus an overall ``"mean"``.
+
+    ``weighting="sample"`` (the reference's per-skill losses, for replication):
+    per source the mean of its samples' token-mean losses, overall the mean
+    over all samples of every source. ``"token"``: per source the token
+    average, overall the unweighted mean of the sources.
+    """
     if MEAN_KEY in val_batches:
         raise ConfigError(f"a validation source may not be called {MEAN_KEY!r}")
-    losses = {name: validation_loss(model, batches) for name, batches in val_batches.items()}
-    losses[MEAN_KEY] = float(np.mean(list(losses.values())))
+    if weighting not in LOSS_WEIGHTINGS:
+        raise ConfigError(f"loss weighting must be one of {LOSS_WEIGHTINGS}, got {weighting!r}")
+    per_sample, losses = [], {}
+    for name, batches in val_batches.items():
+        sums, counts = sample_token_losses(model, batches)
+        if weighting == "token":
+            losses[name] = float(sums.sum() / counts.sum())
+        else:
+            means = sums[counts > 0] / counts[counts > 0]
+            losses[name] = float(means.mean())
+            per_sample.append(means)
+    losses[MEAN_KEY] = float(np.mean(list(losses.values()))) if weighting == "token" else float(np.concatenate(per_sample).mean())
     return losses
 
 
@@ -361,7 +400,7 @@ class FirstOrderEstimator:
         """Per-validation-source loss (and ``"mean"``) with the adapter at ``theta* + Delta_S``."""
         step = self.delta(subset)
         with perturbed(self.model, self.base, step.delta):
-            return per_source_loss(self.model, self.val_batches)
+            return per_source_loss(self.model, self.val_batches, self.settings.loss_weighting)
 
     def __call__(self, subset: Iterable) -> float:
         return self.evaluate(subset)[MEAN_KEY]

@@ -177,6 +177,7 @@ class ToySettings:
     batch_size: int = 32
     error_check_scale: float = 0.01
     seed: int = 0
+    loss_weighting: str = "sample"  # validation losses averaged per sample (the reference) or per token
     # Torch intra-op threads while the toy runs (restored after); None leaves them alone.
     # One is fastest for a model this small, and on a shared CPU more threads
     # spin against other jobs and can be 10x slower.
@@ -279,7 +280,8 @@ def _run_toy(settings: ToySettings, out_dir: str | Path | None) -> ToyResult:
     timings["gradients_s"] = time.perf_counter() - tick
 
     estimator = FirstOrderEstimator(model, projection, gradients, val_batches,
-                                    FirstOrderSettings(C=settings.C, scale=settings.scale, seed=settings.seed), names)
+                                    FirstOrderSettings(C=settings.C, scale=settings.scale, seed=settings.seed,
+                                                       loss_weighting=settings.loss_weighting), names)
     tick = time.perf_counter()
     ensemble = random_ensemble(list(sources), estimator, settings.n_subsets, settings.subset_size, settings.seed)
     timings["ensemble_s"] = time.perf_counter() - tick
@@ -294,7 +296,7 @@ def _run_toy(settings: ToySettings, out_dir: str | Path | None) -> ToyResult:
     error = check_first_order(model, check.base, step, batches(all_examples, settings.batch_size),
                               np.concatenate([outputs[k] for k in sources]), np.concatenate([gradients[k] for k in sources]),
                               settings.clamp)
-    base_loss = validation_loss(model, val_batches["addition"])
+    base_loss = validation_loss(model, val_batches["addition"], settings.loss_weighting)
     timings["total_s"] = time.perf_counter() - clock
     return ToyResult(ensemble.scores, noisy, ensemble, base_loss, error, timings)
 
@@ -402,4 +404,5 @@ def fine_tune_loss(world: SelectionWorld, subset: Sequence[str], steps: int, lr:
 
     model = copy.deepcopy(world.model)
     train(model, world.examples(subset), steps, lr=lr, batch_size=world.settings.batch_size, seed=world.settings.seed + 2)
-    return validation_loss(model, [b for group in world.val_batches.values() for b in group])
+    return validation_loss(model, [b for group in world.val_batches.values() for b in group],
+                           world.settings.loss_weighting)

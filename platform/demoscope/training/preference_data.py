@@ -126,30 +126,57 @@ def from_ranked_responses(frame: pd.DataFrame, source: str = "preference data") 
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def format_prompts(frame: pd.DataFrame, template: Literal["none", "alpaca", "chat"], tokenizer=None) -> pd.DataFrame:
+def format_prompts(frame: pd.DataFrame, template: Literal["none", "alpaca", "chat", "alpaca-chat"],
+                   tokenizer=None) -> pd.DataFrame:
     """Return a copy of ``frame`` whose ``prompt`` column is rendered with ``template``.
 
     ``none`` keeps the text (TRL then trains on ``prompt + chosen`` as is);
-    ``alpaca`` fills :data:`ALPACA_TEMPLATE` (the official PoliTune recipe);
-    ``chat`` renders one user message with ``tokenizer.apply_chat_template(...,
-    add_generation_prompt=True)`` to a string. Raises :class:`ConfigError` for an
-    unknown template or, for ``chat``, a tokenizer without a chat template.
+    ``alpaca`` fills :data:`ALPACA_TEMPLATE` as plain text; ``chat`` renders
+    one user message with ``tokenizer.apply_chat_template(...,
+    add_generation_prompt=True)`` to a string; ``alpaca-chat`` is the official
+    PoliTune recipe's composition (torchtune's ``PreferenceDataset`` passes
+    the Alpaca-wrapped prompt as a user message through the model tokenizer's
+    message format): every column becomes a conversation, ``prompt`` one user
+    turn holding the Alpaca text and ``chosen`` / ``rejected`` one assistant
+    turn each, which TRL renders with the model's chat template (end-of-turn
+    tokens included). Raises :class:`ConfigError` for an unknown template or,
+    for ``chat`` and ``alpaca-chat``, a tokenizer without a chat template.
     """
     out = frame.copy()
     if template == "none":
         return out
+    if template in ("chat", "alpaca-chat") and (tokenizer is None or not getattr(tokenizer, "chat_template", None)):
+        raise ConfigError(f"prompt template {template!r} needs a tokenizer with a chat template; use 'alpaca' or 'none'")
     if template == "alpaca":
         out["prompt"] = [ALPACA_TEMPLATE.format(prompt=p) for p in out["prompt"]]
         return out
     if template == "chat":
-        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ConfigError("prompt template 'chat' needs a tokenizer with a chat template; use 'alpaca' or 'none'")
         out["prompt"] = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
             for p in out["prompt"]
         ]
         return out
-    raise ConfigError(f"unknown prompt template {template!r}; expected 'none', 'alpaca' or 'chat'")
+    if template == "alpaca-chat":
+        out["prompt"] = [[{"role": "user", "content": ALPACA_TEMPLATE.format(prompt=p)}] for p in out["prompt"]]
+        for column in ("chosen", "rejected"):
+            if column in out:
+                out[column] = [[{"role": "assistant", "content": text}] for text in out[column]]
+        return out
+    raise ConfigError(f"unknown prompt template {template!r}; expected 'none', 'alpaca', 'chat' or 'alpaca-chat'")
+
+
+def prepare_pairs(path: str | Path, template: str, tokenizer=None, max_chars: int | None = None) -> pd.DataFrame:
+    """Read pairs, drop the long ones on their raw text (as torchtune does), then render the prompts.
+
+    The length filter runs before the template: torchtune 0.2's
+    ``PreferenceDataset`` measures ``prompt + chosen`` and ``prompt +
+    rejected`` on the dataset's own columns, so filtering after the Alpaca
+    wrapper (about 150 characters) would drop pairs the recipe keeps.
+    """
+    frame = read_preferences(path)
+    if max_chars:
+        frame = filter_long_rows(frame, max_chars)[0]
+    return format_prompts(frame, template, tokenizer)
 
 
 def filter_long_rows(frame: pd.DataFrame, max_chars: int = 1024) -> tuple[pd.DataFrame, int]:

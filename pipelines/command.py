@@ -56,29 +56,24 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
 
 
 def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """Add the job's flags (one per config field) and the common options to ``parser``."""
+    """Add the job's flags (one per config field) and the common options to ``parser``.
+
+    A nested settings model gets one flag per field of its own, prefixed by
+    its name (``lora.r`` is ``--lora-r``); mappings stay ``key=value``
+    overrides (``adapters.name=path``).
+    """
     parser = parser or argparse.ArgumentParser(prog=f"demoscope {job.name}")
     parser.description = job.description
     parser.epilog = COMMON_HELP
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     for name, field in job.config.model_fields.items():
         flag = (job.flags or {}).get(name, "--" + name.replace("_", "-"))
-        kind, is_list = _base_type(field.annotation)
-        if typing.get_origin(kind) is dict or (isinstance(kind, type) and issubclass(kind, BaseModel)):
-            continue  # mappings and nested settings: key=value overrides (adapters.name=path, lora.r=16)
-        default = None if is_list or field.is_required() else field.default
-        text = field.description or name
-        if default is not None:
-            text += f" (default: {default})"
-        text = text.replace("%", "%%")  # argparse formats help with %; a literal "95%" would crash --help
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
-        elif is_list:
-            # Say it once: many descriptions already end in "(repeatable)".
-            repeatable = "" if "repeatable" in text else "; repeatable"
-            parser.add_argument(flag, dest=name, action="append", type=kind, default=None, metavar=name.upper().rstrip("S"), help=text + repeatable)
+        kind, _ = _base_type(field.annotation)
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            for sub, sub_field in kind.model_fields.items():
+                _add_flag(parser, f"{flag}-{sub.replace('_', '-')}", f"{name}.{sub}", sub_field)
         else:
-            parser.add_argument(flag, dest=name, type=kind if kind in (int, float) else str, default=None, metavar=name.upper(), help=text)
+            _add_flag(parser, flag, name, field)
     parser.add_argument("--config", dest="_config", metavar="FILE.yaml", help=argparse.SUPPRESS)
     parser.add_argument("--address", dest="_address", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", dest="_verbose", action="store_true", help=argparse.SUPPRESS)
@@ -86,12 +81,53 @@ def build_parser(job: Job, parser: argparse.ArgumentParser | None = None) -> arg
     return parser
 
 
+def _add_flag(parser: argparse.ArgumentParser, flag: str, dest: str, field: Any) -> None:
+    """One flag for one scalar, boolean or list field; mappings and deeper models are left to ``key=value``."""
+    kind, is_list = _base_type(field.annotation)
+    if typing.get_origin(kind) is dict or (isinstance(kind, type) and issubclass(kind, BaseModel)):
+        return
+    default = None if is_list or field.is_required() else field.default
+    text = field.description or dest
+    if default is not None:
+        text += f" (default: {default})"
+    text = text.replace("%", "%%")  # argparse formats help with %; a literal "95%" would crash --help
+    metavar = dest.rsplit(".", 1)[-1].upper()
+    if kind is bool:
+        parser.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+    elif is_list:
+        # Say it once: many descriptions already end in "(repeatable)".
+        repeatable = "" if "repeatable" in text else "; repeatable"
+        parser.add_argument(flag, dest=dest, action="append", type=kind, default=None, metavar=metavar.rstrip("S"),
+                            help=text + repeatable)
+    else:
+        parser.add_argument(flag, dest=dest, type=kind if kind in (int, float) else str, default=None, metavar=metavar,
+                            help=text)
+
+
+def _nested(flags: dict[str, Any]) -> dict[str, Any]:
+    """``{"lora.r": 16, "lr": 0.1}`` -> ``{"lora": {"r": 16}, "lr": 0.1}`` (unset flags dropped)."""
+    out: dict[str, Any] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return out
+
+
+def config_from_args(job: Job, args: argparse.Namespace) -> BaseModel:
+    """The job's validated config from parsed arguments: defaults < --config YAML < flags < key=value overrides."""
+    flags = _nested({k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("overrides", "func")})
+    return load_config(job.config, args._config, flags, args.overrides)
+
+
 def run_parsed(job: Job, args: argparse.Namespace) -> int:
     """Load the config from parsed arguments and run the job; user errors exit 2 with a message."""
-    flags = {k: v for k, v in vars(args).items() if not k.startswith("_") and k != "overrides" and k != "func"}
     try:
-        config = load_config(job.config, args._config, flags, args.overrides)
-        return job.run(config, args._address, args._verbose)
+        return job.run(config_from_args(job, args), args._address, args._verbose)
     except DemoscopeError as exc:
         print(f"demoscope {job.name}: error: {exc}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ def test_left_dpo_moves_the_model_toward_democrats_and_liberals(prepared, tmp_pa
 
 
 def test_survey_pairs_job_writes_the_pairs_and_rejects_a_bad_group_spec(prepared, tmp_path, capsys):
-    from demoscope.cli import main as cli_main
+    from demoscope.pipelines.cli import main as cli_main
     from demoscope.training.preference_data import read_preferences
 
     out = tmp_path / "left.jsonl"

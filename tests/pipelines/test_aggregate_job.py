@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from demoscope.cli import main as cli_main
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.config import AggregateConfig
 from demoscope.pipelines.aggregate import aggregate, run
 from demoscope.surveys import AggregateInputs, aggregate_files, load_subpopulations, read_distributions

@@ -9,13 +9,12 @@ import sys
 
 import pytest
 
-from demoscope import cli
+from demoscope.pipelines import cli
 from demoscope.pipelines.command import main_for
 
 
 def _module(job: str) -> str:
-    name = cli.JOBS[job]
-    return name if "." in name else f"demoscope.pipelines.{name}"
+    return cli.job_module(job)
 
 
 def _description(job: str) -> str:
@@ -78,3 +77,21 @@ def test_help_runs_as_a_command():
     assert done.returncode == 0 and "Traceback" not in done.stderr
     assert "example demoscope sweep" in done.stdout
     assert "ray" not in done.stderr.lower()  # --help starts nothing
+
+
+def test_nested_settings_have_flags_of_their_own(tmp_path):
+    import argparse
+
+    from demoscope.pipelines.command import build_parser, config_from_args
+    from demoscope.pipelines.train import JOB
+
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("lora: {r: 4, alpha: 8}\n")
+    parser = build_parser(JOB, argparse.ArgumentParser())
+    args = parser.parse_intermixed_args(["--train-file", "x.parquet", "--config", str(preset), "--lora-r", "16",
+                                         "--lora-target-modules", "q_proj", "--lora-target-modules", "k_proj",
+                                         "lora.dropout=0.1"])
+    config = config_from_args(JOB, args)
+    # The flag beats the YAML, the YAML's other nested keys stay, key=value still reaches in.
+    assert (config.lora.r, config.lora.alpha, config.lora.dropout) == (16, 8, 0.1)
+    assert config.lora.target_modules == ["q_proj", "k_proj"]

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from demoscope.cli import main as cli_main
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.config import BiasConfig, DistillConfig
 from demoscope.errors import ConfigError
 from demoscope.pipelines import bias as bias_job

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.cli import main as cli_main
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.config import EvaluateConfig
 from demoscope.errors import ConfigError, SurveyFormatError
 from demoscope.metrics import ordinal_wasserstein, uniform_baseline

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from demoscope.cli import main as cli_main
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.errors import ConfigError, SurveyFormatError
 from demoscope.surveys import write_distributions
 from demoscope.surveys.finetuning import (

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from demoscope.cli import main as cli_main
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.errors import SurveyFormatError
 from demoscope.surveys import read_distributions, write_distributions
 from demoscope.surveys.output import to_subpop_csv_frame

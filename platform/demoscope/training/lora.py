@@ -9,10 +9,11 @@ class LoraSettings(BaseModel):
     """LoRA hyperparameters (PEFT ``LoraConfig`` fields)."""
 
     model_config = ConfigDict(extra="forbid")
-    r: int = Field(8, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (the update is scaled by alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch")
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"],
+                                      description="module names that get an adapter (default: q_proj, v_proj)")
 
 
 def apply_lora(model, settings: LoraSettings):

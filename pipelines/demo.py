@@ -10,7 +10,6 @@ the untuned model.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -90,18 +89,13 @@ def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -
 
     console.rule("4. fine-tune on Ray Train")
     train = _train_config(config, split, out)
-    code = train_job.run(train, address, verbose)
+    trained = train_job.train(train, address, verbose)
     epochs = train.epochs
-    if code != 0:
-        return code
 
     console.rule("5. evaluate on held-out questions (Ray Data)")
-    evaluation = EvaluateConfig(test_file=str(split).format("test"), model=config.model, adapter=str(out / "train" / "adapter"),
+    evaluation = EvaluateConfig(test_file=str(split).format("test"), model=config.model, adapter=str(trained.artifact),
                                 out=str(out / "evaluate"), replicas=config.num_workers)
-    code = evaluate_job.run(evaluation, address, verbose)
-    if code != 0:
-        return code
-    scores = json.loads((out / "evaluate" / "metrics.json").read_text())
+    scores = evaluate_job.evaluate(evaluation, address, verbose).metrics
 
     console.rule("6. report")
     table = group_summary(distributions, truth)

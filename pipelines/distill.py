@@ -98,9 +98,7 @@ def _train(config: DistillConfig, train_file: Path, out: Path, student: str, mod
         weight_decay=0.01 if hf else 0.0, batch_size=config.batch_size, num_workers=config.num_workers,
         use_gpu=config.use_gpu, alpha=config.alpha, temperature=config.temperature, seed=config.seed,
     )
-    if train_job.run(settings, address, verbose) != 0:
-        raise ConfigError(f"training {out.name} failed")
-    return out / "student"
+    return train_job.train(settings, address, verbose).artifact
 
 
 def run(config: DistillConfig, address: str | None = None, verbose: bool = False) -> int:

@@ -101,18 +101,16 @@ def run(config: OpinionDistillConfig, address: str | None = None, verbose: bool 
                           val_file=str(val_targets) if val_targets else None, out=str(out / "student"),
                           epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
                           num_workers=config.num_workers, use_gpu=config.use_gpu, scheduler="cosine")
-    if train_job.run(student, address, verbose) != 0:
-        raise ConfigError("student training failed")
+    student_adapter = train_job.train(student, address, verbose).artifact
 
     console.rule("3. teacher and student against the humans on the test split")
-    runs = {"teacher": (config.teacher, config.teacher_adapter), "student": (config.student, str(out / "student" / "adapter"))}
+    runs = {"teacher": (config.teacher, config.teacher_adapter), "student": (config.student, str(student_adapter))}
     per_group = []
     for system, (model, adapter) in runs.items():
         evaluation = EvaluateConfig(test_file=config.test_file, model=model, adapter=adapter, compare_base=False,
                                     out=str(out / f"eval-{system}"), n_boot=config.n_boot, use_gpu=config.use_gpu,
                                     backend=config.backend, letter_logprobs=config.letter_logprobs)
-        evaluate_job.run(evaluation, address, verbose)
-        groups = pd.read_parquet(out / f"eval-{system}" / "predictions")
+        groups = pd.read_parquet(evaluate_job.evaluate(evaluation, address, verbose).predictions)
         column = "wd_tuned" if adapter else "wd_model"
         per_group.append(groups.groupby(["attribute", "group"])[column].mean().rename(system))
     table = pd.concat(per_group, axis=1).reset_index()

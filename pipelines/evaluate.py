@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -167,8 +168,26 @@ def steerability_systems(config: EvaluateConfig) -> list[str]:
     return [s for s in systems_for(config) if s in ("model", "tuned", "base")]
 
 
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What an evaluation leaves: its folder, the per-row predictions (Parquet folder) and metrics.json's content."""
+
+    out: Path
+    predictions: Path
+    metrics: dict
+
+
 def run(config: EvaluateConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope evaluate`` command: :func:`evaluate`, exit code 0 (errors raise)."""
+    evaluate(config, address, verbose)
+    return 0
+
+
+def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool = False) -> EvaluationResult:
     """Read and check the input in this process, score it (Ray Data actors, or the baselines alone), then report.
+
+    The Python API of ``demoscope evaluate``: composite jobs and notebooks
+    call it and read the result.
 
     Every user error (a missing file, a malformed row, a missing adapter)
     is raised before Ray starts. Predictions are sorted by (qkey, attribute,
@@ -245,10 +264,10 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
         table = pa.Table.from_pandas(predictions, preserve_index=False).replace_schema_metadata(None)
         pq.write_table(table, staging / "part-00000.parquet")
     save_config(config, out / "config.yaml")  # after the predictions: a failed run leaves the last good config beside them
-    return report(config, out / "predictions", out)
+    return EvaluationResult(out, out / "predictions", report(config, out / "predictions", out))
 
 
-def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> int:
+def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
     """Summaries, plots and a Markdown report from the written predictions.
 
     Every number carries a percentile-bootstrap interval that resamples
@@ -353,7 +372,7 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
         console.print(f"{row.difference:>28}: {row.mean:+.4f}  [{row.low:+.4f}, {row.high:+.4f}]  "
                       f"gap reduction {row.gap_reduction:.1%}")
     console.print(f"report: {out / 'report.md'}")
-    return 0
+    return metrics
 
 
 def _coverage_section(coverage: dict[str, dict], config: EvaluateConfig) -> str:

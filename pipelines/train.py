@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -300,13 +301,30 @@ def export_result(result, config: TrainConfig) -> tuple[dict, list[dict]]:
     return best_metrics, history
 
 
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run leaves: its folder, the exported best artifact, and the metrics by epoch."""
+
+    out: Path
+    artifact: Path  # OUT/adapter (opinion, dpo, sft) or OUT/student (distill)
+    best: dict  # the best epoch's metrics (as OUT/metrics.json "best")
+    history: list[dict]
+
+
 def run(config: TrainConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Launch the TorchTrainer, then export the best adapter and the metrics.
+    """The ``demoscope train`` command: :func:`train`, exit code 0 (errors raise)."""
+    train(config, address, verbose)
+    return 0
+
+
+def train(config: TrainConfig, address: str | None = None, verbose: bool = False) -> TrainResult:
+    """Launch the TorchTrainer, then export the best adapter and the metrics; the Python API of ``demoscope train``.
 
     Into an ``out`` that holds a run, the same settings resume it and others
     are refused (:func:`check_previous_run`); ``restart`` removes that run
     first. Ctrl-C stops the workers and raises ``KeyboardInterrupt`` whose
-    message says what ``out`` keeps and how to resume.
+    message says what ``out`` keeps and how to resume. Composite jobs, Tune
+    trials and notebooks call this and read the result, not the files.
     """
     config = resolve(config)
     out = Path(config.out)
@@ -345,7 +363,7 @@ def run(config: TrainConfig, address: str | None = None, verbose: bool = False) 
             console.print(_epoch_line(metrics), markup=False)
     artifact = out / ("student" if config.objective == "distill" else "adapter")
     console.print(f"best epoch {best_metrics['epoch']}; {artifact.name} -> {artifact}")
-    return 0
+    return TrainResult(out, artifact, best_metrics, history)
 
 
 def _replace_dir(source: Path, target: Path, keep: tuple[str, ...] | None = None) -> None:

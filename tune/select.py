@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -345,10 +344,10 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
         )
         console.print(f"{name}: demoscope train on {', '.join(subset)} ({int(members.sum())} rows)")
         start = time.perf_counter()
-        train_job.run(run_config)
+        trained = train_job.train(run_config)
         fine_tune_s = time.perf_counter() - start
-        model, _ = load_causal_lm(resolve_model(config.model), adapters={"verified": str(folder / "adapter")})
-        best = json.loads((folder / "metrics.json").read_text())["best"]
+        model, _ = load_causal_lm(resolve_model(config.model), adapters={"verified": str(trained.artifact)})
+        best = trained.best
         results.append({"check": name, "subset": ",".join(subset), "estimated_loss": estimate,
                         "real_loss": validation_loss(model, val_batches, world.settings.loss_weighting), "real_option_kl": best["val_kl"],
                         "estimate_s": estimate_s, "fine_tune_s": fine_tune_s})

@@ -35,7 +35,7 @@ def _report(tmp_path, name, order_seed):
     out = tmp_path / name
     frame = _write_predictions(out / "predictions", order_seed=order_seed)
     config = EvaluateConfig(test_file="test.parquet", adapter="runs/train/adapter", out=str(out), n_boot=400)
-    assert evaluate_job.report(config, out / "predictions", out) == 0
+    assert evaluate_job.report(config, out / "predictions", out)["rows"] > 0
     return frame, json.loads((out / "metrics.json").read_text()), (out / "report.md").read_text()
 
 
@@ -70,7 +70,7 @@ def test_row_bootstrap_is_labelled_as_such(tmp_path):
     out = tmp_path / "r"
     _write_predictions(out / "predictions")
     config = EvaluateConfig(test_file="test.parquet", adapter="runs/train/adapter", out=str(out), n_boot=100, bootstrap="row")
-    assert evaluate_job.report(config, out / "predictions", out) == 0
+    assert evaluate_job.report(config, out / "predictions", out)["rows"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["bootstrap"]["kind"] == "row"
     assert "rows resampled (row bootstrap)" in (out / "report.md").read_text()

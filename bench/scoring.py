@@ -1,7 +1,8 @@
 """Benchmark: the Transformers option scorer against a one-prompt-at-a-time loop, and the vLLM-CPU scorer.
 
     .venv/bin/python bench/scoring.py [--groups 22 --questions 20 --batch-size 16]
-    .venv-vllm/bin/python bench/scoring.py --vllm --models tiny,smollm2   # make install-vllm first
+    .venv-vllm/bin/python bench/scoring.py --vllm --models tiny           # make install-vllm first
+    .venv-vllm/bin/python bench/scoring.py --vllm --models smollm2 --questions 5 --repeats 2
 
 In one run, on the same SubPOP-style prompts (22 steering groups x 20
 OpinionQA questions, QA steering, rendered by ``demoscope.surveys.prompts``

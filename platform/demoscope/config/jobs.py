@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+
+# How the vLLM backend reads answer letters (evaluate, distill-opinions, serve); see demoscope.models.vllm_scoring.
+LetterLogprobs = Annotated[Literal["auto", "exact", "top-k"], Field(
+    description="vLLM only: exact letter log-probs (logprob_token_ids), or the top-k ones where a letter outside "
+                "counts 0 (SubPOP's rule with top_k=128); auto: exact where the installed vLLM can")]
 
 class JobConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -170,9 +175,7 @@ class OpinionDistillConfig(JobConfig):
     use_gpu: bool = Field(False, description="GPUs for teacher scoring and the student")
     backend: Literal["auto", "transformers", "vllm"] = Field(
         "auto", description="the teacher's and the evaluations' engine; auto: vLLM with use_gpu if installed")
-    letter_logprobs: Literal["auto", "exact", "top-k"] = Field(
-        "auto", description="vLLM only: exact letter log-probs (logprob_token_ids), or the top-k ones where a letter "
-                            "outside counts 0 (SubPOP's rule with top_k=128); auto: exact where the installed vLLM can")
+    letter_logprobs: LetterLogprobs = "auto"
     n_boot: int = Field(200, ge=10, description="bootstrap resamples of the evaluation")
     out: str = Field("runs/distill-opinions", description="output folder")
 
@@ -242,9 +245,7 @@ class EvaluateConfig(JobConfig):
     out: str = Field("runs/evaluate", description="output folder")
     backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, else Transformers")
     batch_size: int = Field(16, ge=1, description="prompts per forward pass")
-    letter_logprobs: Literal["auto", "exact", "top-k"] = Field(
-        "auto", description="vLLM only: exact letter log-probs (logprob_token_ids), or the top-k ones where a letter "
-                            "outside counts 0 (SubPOP's rule with top_k=128); auto: exact where the installed vLLM can")
+    letter_logprobs: LetterLogprobs = "auto"
     top_k: int = Field(128, ge=1, description="vLLM top-k mode: log-probs read per prompt (SubPOP: 128)")
     replicas: int = Field(1, ge=1, description="scoring actors (one GPU each with use_gpu)")
     use_gpu: bool = Field(False, description="give each scoring actor a GPU")
@@ -283,9 +284,7 @@ class ServeConfig(JobConfig):
     adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapters by name (e.g. adapters.subpop=runs/train/adapter)")
     default_adapter: str | None = Field(None, description="adapter used when a request names none (default: the base model)")
     backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM with use_gpu if installed, else Transformers")
-    letter_logprobs: Literal["auto", "exact", "top-k"] = Field(
-        "auto", description="vLLM only: exact letter log-probs (logprob_token_ids), or the top-k ones where a letter "
-                            "outside counts 0 (SubPOP's rule with top_k=128); auto: exact where the installed vLLM can")
+    letter_logprobs: LetterLogprobs = "auto"
     use_gpu: bool = Field(False, description="one GPU per model replica")
     replica_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model replica (opinions and generation)")
     host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy")

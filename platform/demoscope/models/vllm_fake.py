@@ -120,13 +120,15 @@ class FakeLLM:
         lora_request: FakeLoRARequest | None = None, use_tqdm: bool = False,
     ) -> list[FakeRequestOutput]:
         """Complete each prompt (one ``SamplingParams`` or one per prompt); outputs in prompt order."""
-        params = list(sampling_params) if isinstance(sampling_params, (list, tuple)) else sampling_params or FakeSamplingParams()
-        for p in params if isinstance(params, list) else [params]:
-            self._validate(p, lora_request)
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        per_prompt = params if isinstance(params, list) else [params] * len(prompts)
-        if len(per_prompt) != len(prompts):
-            raise ValueError("The lengths of prompts and sampling_params must be the same.")
+        if isinstance(sampling_params, (list, tuple)):
+            per_prompt = list(sampling_params)
+            if len(per_prompt) != len(prompts):
+                raise ValueError("The lengths of prompts and sampling_params must be the same.")
+        else:
+            per_prompt = [sampling_params or FakeSamplingParams()] * len(prompts)
+        for p in per_prompt:
+            self._validate(p, lora_request)
         adapter = self._adapter(lora_request)
         results = []
         with torch.inference_mode(), adapter_context(self.model, adapter):

@@ -114,6 +114,7 @@ class _WritesAFile:
         return (type(self.target).write_text, (self.target, "ran"))
 
 
+@pytest.mark.slow  # ~90 s of four Ray Train runs; the default run stays under 10 minutes (tests/pipelines/test_train_rerun.py checks the refusal rules without training)
 def test_reruns_resume_only_the_same_run_never_load_code_and_restart_on_request(local_ray, prepared, tmp_path):
     out = tmp_path / "rerun"
     assert train_job.run(config(prepared, out, epochs=1)) == 0

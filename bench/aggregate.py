@@ -86,10 +86,9 @@ def serial_aggregate(files: list[Path], inputs) -> pd.DataFrame:
 
 
 def ray_aggregate(files: list[Path]):
-    from demoscope.config import AggregateConfig
-    from demoscope.pipelines.aggregate import aggregate
+    from demoscope.pipelines.aggregate import AggregateConfig, compute
 
-    frame, _ = aggregate(AggregateConfig(inputs=[str(p) for p in files], progress=False))
+    frame, _ = compute(AggregateConfig(inputs=[str(p) for p in files], progress=False))
     return frame
 
 

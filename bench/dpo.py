@@ -27,9 +27,9 @@ def main() -> None:
 
     import torch
 
-    from demoscope.config.train import TrainConfig
     from demoscope.pipelines import train as train_job
     from demoscope.pipelines.runtime import init_ray
+    from demoscope.pipelines.train_preference import PreferenceTrainConfig
     from demoscope.training.preference_data import synthetic_preferences
 
     root = Path(tempfile.mkdtemp(prefix="bench-dpo-"))
@@ -41,8 +41,9 @@ def main() -> None:
     for workers in (1, 2):
         wall = {}
         for epochs in (1, 3):
-            config = TrainConfig(objective="dpo", model="tiny:llama", train_file=str(data), out=str(root / f"w{workers}e{epochs}"),
-                                 epochs=epochs, batch_size=4, num_workers=workers, progress=False)
+            config = PreferenceTrainConfig(objective="dpo", model="tiny:llama", train_file=str(data),
+                                           out=str(root / f"w{workers}e{epochs}"), epochs=epochs, batch_size=4,
+                                           num_workers=workers)
             start = time.perf_counter()
             train_job.run(config)
             wall[epochs] = time.perf_counter() - start

@@ -39,8 +39,8 @@ def test_set(root: Path, rows: int) -> Path:
 
 
 def probe(path: str, out: str) -> dict:
-    from demoscope.config import EvaluateConfig
     from demoscope.pipelines import evaluate as evaluate_job
+    from demoscope.pipelines.evaluate import EvaluateConfig
     from demoscope.pipelines.runtime import init_ray
 
     init_ray(num_cpus=2)

@@ -56,11 +56,8 @@ def nonzero_lora_b(model, std: float = 0.02):
 def toy_setup(samples: int):
     """The reference toy's model and data: character GPT-2 with LoRA, noisy-addition batches."""
     from demoscope.selection import toy
-    from demoscope.training.lora import LoraSettings, apply_lora
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = apply_lora(toy.build_model(), LoraSettings(r=4, alpha=16, dropout=0.0, target_modules=toy.GPT2_TARGETS))
+    model = toy.add_lora(toy.build_model(), toy.ToySettings())  # the toy's defaults: r=4, alpha=16
     rng = np.random.default_rng(0)
     examples = [toy.encode(*toy.make_example(rng, noisy=i % 3 == 0)) for i in range(samples)]
     return nonzero_lora_b(model), lambda size: toy.batches(examples, size)

@@ -73,10 +73,10 @@ def main() -> None:
 
     from ray import serve
 
-    from demoscope.config import ServeConfig
     from demoscope.models import build_tiny_model
     from demoscope.pipelines.runtime import init_ray
     from demoscope.serve.app import build_app
+    from demoscope.serve.config import ServeConfig
 
     model = "tiny:llama"
     if args.bigger:

@@ -47,9 +47,9 @@ def main() -> None:
 
     import torch
 
-    from demoscope.config.train import TrainConfig
     from demoscope.pipelines import train as train_job
     from demoscope.pipelines.runtime import init_ray
+    from demoscope.pipelines.train_opinion import OpinionTrainConfig
 
     root = Path(tempfile.mkdtemp(prefix="bench-train-"))
     data = prepared_set(root, args.rows)
@@ -58,8 +58,8 @@ def main() -> None:
     results = {}
     for workers in (1, 2):
         out = root / f"w{workers}"
-        config = TrainConfig(model="tiny:llama", train_file=str(data), out=str(out), epochs=args.epochs,
-                             batch_size=16, num_workers=workers, progress=False)
+        config = OpinionTrainConfig(model="tiny:llama", train_file=str(data), out=str(out), epochs=args.epochs,
+                                    batch_size=16, num_workers=workers)
         with PeakRSS() as memory:
             start = time.perf_counter()
             train_job.run(config)

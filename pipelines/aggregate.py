@@ -19,19 +19,30 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import yaml
+from pydantic import Field
 
-from demoscope.config import AggregateConfig
+from demoscope.config.base import JobConfig
 from demoscope.errors import ConfigError
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
 from demoscope.surveys import (
-    AggregateInputs, CountAccumulator, FilePartial, Issue, finalize, load_subpopulations, reduce_file, write_distributions,
+    AggregateInputs,
+    CountAccumulator,
+    FilePartial,
+    Issue,
+    finalize,
+    load_subpopulations,
+    reduce_file,
+    write_distributions,
 )
 from demoscope.surveys.readers import SURVEY_SUFFIXES
 
+SUMMARY = "survey files -> weighted distributions per question and subpopulation"
 DESCRIPTION = """\
 Aggregate survey microdata into weighted answer distributions, one row per
 (question, subpopulation), as SubPOP builds them.
@@ -52,6 +63,19 @@ example demoscope synth-survey --out runs/synthetic --waves 2
 """
 
 
+class AggregateConfig(JobConfig):
+    """Survey files -> weighted answer distributions per (question, subpopulation)."""
+
+    inputs: list[str] = Field(default_factory=list, description="survey files (.sav/.dta/.csv/.parquet) or folders of them")
+    out: str = Field("runs/aggregate", description="output folder")
+    subpopulations: str = Field("22", description="'22' or '61' (SubPOP's tables) or a CSV with attribute,group")
+    codebook: str | None = Field(None, description="codebook JSON in SubPOP's refined_qkey_dict.json format")
+    spec: str | None = Field(None, description="survey spec YAML for surveys other than Pew ATP / GSS")
+    questions: list[str] | None = Field(None, description="only these question keys (default: every question)")
+    keep_going: bool = Field(False, description="exit 0 even when a whole file failed")
+    progress: bool = Field(True, description="show a progress bar")
+
+
 def expand_inputs(inputs: list[str]) -> list[Path]:
     """Files as given, folders expanded to the survey files inside them (sorted)."""
     if not inputs:
@@ -69,8 +93,23 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def aggregate(config: AggregateConfig, address: str | None = None, verbose: bool = False):
-    """Run the aggregation on Ray and return ``(distributions, accumulator)``."""
+@dataclass(frozen=True)
+class AggregateResult:
+    """What an aggregation made: the distributions (also in ``out``, unless none could be computed) and a summary."""
+
+    out: Path
+    distributions: pd.DataFrame  # one row per (question, subpopulation); empty when no file gave any
+    summary: dict  # files, failed_files, respondents, questions, rows, issues (as OUT/summary.json)
+    written: bool  # False: nothing was computed, so ``out`` keeps whatever it held before
+
+    @property
+    def failed(self) -> list[str]:
+        """Files that could not be read at all."""
+        return self.summary["failed_files"]
+
+
+def compute(config: AggregateConfig, address: str | None = None, verbose: bool = False):
+    """Run the aggregation on Ray and return ``(distributions, accumulator)`` without writing anything."""
     files = expand_inputs(config.inputs)
     inputs = AggregateInputs.build(
         load_subpopulations(config.subpopulations), config.spec, config.codebook, config.questions
@@ -100,8 +139,8 @@ def aggregate(config: AggregateConfig, address: str | None = None, verbose: bool
     return frame, acc
 
 
-def run(config: AggregateConfig, address: str | None = None, verbose: bool = False) -> int:
-    """CLI entry: aggregate, write outputs, print a summary; exit 1 if a file failed.
+def aggregate(config: AggregateConfig, address: str | None = None, verbose: bool = False) -> AggregateResult:
+    """Aggregate, write the outputs and print a summary; the Python API of ``demoscope aggregate``.
 
     The outputs of one run (``distributions.parquet``, ``distributions.csv``,
     ``config.yaml``, ``summary.json``) replace the previous ones together or not
@@ -111,7 +150,7 @@ def run(config: AggregateConfig, address: str | None = None, verbose: bool = Fal
     leaves the previous run's files byte-identical; its summary goes to the
     console only (every issue is printed then, since no summary.json records them).
     """
-    frame, acc = aggregate(config, address, verbose)
+    frame, acc = compute(config, address, verbose)
     out = Path(config.out)
     summary = {
         "files": acc.files,
@@ -125,17 +164,29 @@ def run(config: AggregateConfig, address: str | None = None, verbose: bool = Fal
         config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)  # as save_config writes it
         write_distributions(frame, out, {"config.yaml": config_text, "summary.json": json.dumps(summary, indent=2)})
     _print_summary(summary, out, frame, written=bool(len(frame)))
-    if not len(frame):
-        kept = f"; the previous outputs in {out} are left unchanged" if out.exists() else ""
+    return AggregateResult(out, frame, summary, written=bool(len(frame)))
+
+
+def run(config: AggregateConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope aggregate`` command: :func:`aggregate`; exit 1 if nothing was computed or a file failed."""
+    result = aggregate(config, address, verbose)
+    if not result.written:
+        kept = f"; the previous outputs in {result.out} are left unchanged" if result.out.exists() else ""
         print(f"demoscope aggregate: error: no distributions could be computed, nothing written{kept}", file=sys.stderr)
         return 1
-    return 1 if acc.failed_files and not config.keep_going else 0
+    return 1 if result.failed and not config.keep_going else 0
 
 
 def _progress(total: int, enabled: bool):
     from contextlib import contextmanager
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     @contextmanager
     def bar():

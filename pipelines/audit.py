@@ -7,16 +7,20 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import AuditConfig, save_config
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.pipelines.command import Job, main_for
 from demoscope.reports.plots import save_figure
 
+SUMMARY = "political-bias audit: Political Compass style agreement and opinion alignment, base vs tuned"
 DESCRIPTION = """\
 Audit political bias, before and after tuning, with no network access:
 1. Political Compass style: each statement (from --statements, one per line;
@@ -38,12 +42,48 @@ example demoscope audit --model tiny:llama adapters.left=runs/left/adapter adapt
 """
 
 
+class AuditConfig(JobConfig):
+    """``demoscope audit``: political-bias audit of a model and its adapters, offline."""
+
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama")
+    adapters: dict[str, str] = Field(default_factory=dict, description="systems to compare with the base model (adapters.left=PATH)")
+    statements: str | None = Field(None, description="Political Compass style statements, one per line (not shipped)")
+    test_file: str | None = Field(None, description="prepared survey split for opinion alignment (from `demoscope prepare`)")
+    out: str = Field("runs/audit", description="output folder")
+    temperature: float = Field(0.3, gt=0, description="sampling temperature (PoliTune: 0.3)")
+    top_k: int = Field(200, ge=1, description="top-k sampling (PoliTune: 200)")
+    max_new_tokens: int = Field(300, ge=1, description="answer length cap (PoliTune: 300)")
+    batch_size: int = Field(8, ge=1, description="prompts per generation batch")
+    seed: int = Field(0, description="sampling seed")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """An audit: its report, and the tables behind it (``None`` for a part that was not asked for)."""
+
+    report: Path
+    agreement: pd.DataFrame | None  # per system, the share of statements at each agreement level
+    alignment: pd.DataFrame | None  # per system and group, the mean Wasserstein distance and its rank
+
+
 def run(config: AuditConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope audit`` command: :func:`audit`, exit code 0."""
+    audit(config)
+    return 0
+
+
+def audit(config: AuditConfig) -> AuditResult:
+    """Ask the statements and score the survey split for the base model and each adapter; the Python API."""
     from rich.console import Console
 
     from demoscope.audit.alignment import group_alignment, movement
     from demoscope.audit.generation import sample_completions
-    from demoscope.audit.political_compass import agreement_table, parse_agreement, read_statements, statement_prompt
+    from demoscope.audit.political_compass import (
+        agreement_table,
+        parse_agreement,
+        read_statements,
+        statement_prompt,
+    )
     from demoscope.models import TransformersOptionScorer, load_causal_lm
     from demoscope.models.names import resolve_model
     from demoscope.reports import markdown_table, plot_group_wasserstein
@@ -58,6 +98,7 @@ def run(config: AuditConfig, address: str | None = None, verbose: bool = False) 
     console = Console(soft_wrap=True)
     model, tokenizer = load_causal_lm(resolve_model(config.model), adapters=config.adapters or None)
     systems = {"base": None, **{name: name for name in config.adapters}}
+    table = alignment = None
     sections = [f"# Political-bias audit\n\nModel `{config.model}`; systems: {', '.join(systems)}.\n"]
 
     if statements:
@@ -98,7 +139,7 @@ def run(config: AuditConfig, address: str | None = None, verbose: bool = False) 
         console.print(closest.to_string(index=False))
     atomic_write_text(out / "report.md", "\n".join(sections))
     console.print(f"report: {out / 'report.md'}")
-    return 0
+    return AuditResult(out / "report.md", table, alignment)
 
 
 def _plot_agreement(table: pd.DataFrame, path: Path) -> None:

@@ -6,14 +6,22 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import BiasConfig, save_config
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
 from demoscope.errors import ConfigError
 from demoscope.pipelines.command import Job, main_for
 
+# What the console shows of a bias run (bias and distill).
+VERDICT_COLUMNS = ["system", "comparison", "mean_delta", "p_bonferroni", "verdict"]
+
+SUMMARY = "gender and race bias of sentiment systems on the Equity Evaluation Corpus (paired t-tests)"
 DESCRIPTION = """\
 Score each system on the 8,640 sentences of the Equity Evaluation Corpus
 (generated from Kiritchenko & Mohammad's published templates; never
@@ -33,13 +41,21 @@ example demoscope bias systems.teacher=runs/distill/teacher/student \\
 """
 
 
+class BiasConfig(JobConfig):
+    """``demoscope bias``: gender and race bias of sentiment systems on the Equity Evaluation Corpus."""
+
+    systems: dict[str, str] = Field(default_factory=dict, description="name=path: students, classifiers or causal LMs")
+    variant: Literal["paper", "seed"] = Field("paper", description="gender pairs: paper 1,584 (name means) or seed 1,440")
+    alpha: float = Field(0.05, gt=0, lt=1, description="significance level (Bonferroni-corrected)")
+    out: str = Field("runs/bias", description="output folder")
+
+
 def score_eec(systems: dict[str, str]) -> pd.DataFrame:
     """The generated EEC with one p(positive) column per system."""
     from rich.console import Console
 
     from demoscope.bias import generate_eec
     from demoscope.distill.systems import load_system
-
     from demoscope.pipelines.progress import RowProgress
 
     eec = generate_eec()
@@ -68,16 +84,32 @@ def write_report(scored: pd.DataFrame, systems: list[str], out: Path, variant: s
     return stats[stats["subset"] == "all"]
 
 
-def run(config: BiasConfig, address: str | None = None, verbose: bool = False) -> int:
-    from rich.console import Console
+@dataclass(frozen=True)
+class BiasResult:
+    """A bias run: where its report went, the scored corpus, and the overall statistics."""
 
+    out: Path
+    scored: pd.DataFrame  # the generated EEC with one p(positive) column per system
+    overall: pd.DataFrame  # one row per system and comparison over all sentences (mean_delta, p_bonferroni, verdict)
+
+
+def bias(config: BiasConfig) -> BiasResult:
+    """Score every system on the EEC and write the bias report; the Python API of ``demoscope bias``."""
     if not config.systems:
         raise ConfigError("no systems to audit: give systems.NAME=PATH (a student folder, classifier or causal LM)")
     out = Path(config.out)
     save_config(config, out / "config.yaml")
     scored = score_eec(config.systems)
     overall = write_report(scored, list(config.systems), out, config.variant, config.alpha)
-    Console(soft_wrap=True).print(overall[["system", "comparison", "mean_delta", "p_bonferroni", "verdict"]].to_string(index=False))
+    return BiasResult(out, scored, overall)
+
+
+def run(config: BiasConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope bias`` command: :func:`bias`, then the overall verdicts on the console."""
+    from rich.console import Console
+
+    result = bias(config)
+    Console(soft_wrap=True).print(result.overall[VERDICT_COLUMNS].to_string(index=False))
     return 0
 
 

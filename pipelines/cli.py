@@ -1,48 +1,54 @@
 """The ``demoscope`` command: one subcommand per job (the Ray layer's entry point; the library never imports it).
 
-Job modules are imported only when their subcommand runs, so ``--help`` is
-instant and Ray starts only for jobs that need it.
+Each job module declares its ``JOB`` and a one-line ``SUMMARY``. Job modules
+are imported only when their subcommand runs (``demoscope --help`` reads the
+summaries from their source), so help is instant and Ray starts only for jobs
+that need it.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
+from pathlib import Path
 
-# subcommand -> (module under demoscope.pipelines, or a full module path, that defines JOB; one-line summary).
-# The summaries live here, not in the job modules, so that `demoscope --help` imports no job.
+# subcommand -> the module (under demoscope.pipelines, or a full module path) that defines its JOB and SUMMARY.
 JOBS = {
-    "aggregate": ("aggregate", "survey files -> weighted distributions per question and subpopulation"),
-    "synth-survey": ("synth_survey", "write a seeded synthetic survey world (ATP .sav waves + a GSS .dta)"),
-    "prepare": ("prepare", "distributions -> steered fine-tuning CSVs (SubPOP format), split by question"),
-    "survey-pairs": ("survey_pairs",
-                     "DPO pairs from surveys: prefer what some groups answer (e.g. Democrats) over others"),
-    "train": ("train", "training on Ray Train: LoRA opinion-kl/wd, dpo/sft (TRL), distill students; DDP or FSDP, "
-                       "resumable"),
-    "select": ("demoscope.tune.select",
-               "which data sources to fine-tune on: GradEx first-order estimates, subsets as Ray Tune trials"),
-    "sweep": ("demoscope.tune.sweep",
-              "hyperparameter sweeps of a training job on Ray Tune (grid, random, ASHA); best config exported"),
-    "evaluate": ("evaluate", "score a model on a test set with Ray Data; Wasserstein report with baselines"),
-    "audit": ("audit", "political-bias audit: Political Compass style agreement and opinion alignment, base vs tuned"),
-    "generate": ("generate", "weak-to-strong decoding (base, best-of-N, chunk beam search, EFT) with gold rewards, "
-                             "on Ray Data"),
-    "distill": ("distill", "teacher soft labels -> baseline and distilled students -> their bias on the EEC "
-                          "(Ray Data + Train)"),
-    "distill-opinions": ("distill_opinions",
-                         "fit a student to a teacher's option distributions; per-group WD of both to the humans"),
-    "bias": ("bias", "gender and race bias of sentiment systems on the Equity Evaluation Corpus (paired t-tests)"),
-    "serve": ("demoscope.serve.run", "the opinions HTTP API on Ray Serve (POST /v1/opinions, /v1/models, /healthz, "
-                                     "/docs)"),
-    "demo": ("demo", "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate"),
+    "aggregate": "aggregate",
+    "synth-survey": "synth_survey",
+    "prepare": "prepare",
+    "survey-pairs": "survey_pairs",
+    "train": "train",
+    "select": "demoscope.tune.select",
+    "sweep": "demoscope.tune.sweep",
+    "evaluate": "evaluate",
+    "audit": "audit",
+    "generate": "generate",
+    "distill": "distill",
+    "distill-opinions": "distill_opinions",
+    "bias": "bias",
+    "serve": "demoscope.serve.run",
+    "demo": "demo",
 }
 
 
 def job_module(name: str) -> str:
     """The module that defines subcommand ``name``'s ``JOB``."""
-    module = JOBS[name][0]
+    module = JOBS[name]
     return module if "." in module else f"demoscope.pipelines.{module}"
+
+
+def summary(name: str) -> str:
+    """Job ``name``'s one-line ``SUMMARY``, read from its module's source: importing every job (torch, Ray,
+    pandas) would make ``demoscope --help`` take seconds."""
+    origin = importlib.util.find_spec(job_module(name)).origin
+    for node in ast.parse(Path(origin).read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "SUMMARY" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"{job_module(name)} defines no SUMMARY")
 
 
 DESCRIPTION = """\
@@ -60,16 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="demoscope", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="job", metavar="JOB")
-    for name, (_, summary) in JOBS.items():
-        sub.add_parser(name, help=summary, add_help=False)
+    for name in JOBS:
+        sub.add_parser(name, help=summary(name), add_help=False)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in JOBS:
         parser.parse_args(argv or ["--help"])  # prints help or "invalid choice" and exits
         return 2
-    from demoscope.pipelines.command import build_parser, run_parsed
+    from demoscope.pipelines.command import parse_and_run
 
     job = importlib.import_module(job_module(argv[0])).JOB
-    job_parser = build_parser(job, argparse.ArgumentParser(prog=f"demoscope {argv[0]}"))
-    return run_parsed(job, job_parser.parse_intermixed_args(argv[1:]))
+    return parse_and_run(job, argv[1:], f"demoscope {argv[0]}")
 
 
 if __name__ == "__main__":

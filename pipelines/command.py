@@ -43,6 +43,12 @@ class Job:
     config: type[BaseModel]
     run: Callable[[Any, str | None, bool], int]
     flags: dict[str, str] | None = None  # field -> flag name, where it differs from --field-name
+    # A job whose settings depend on one of them (train's --objective) gives the variant for a command line.
+    variant: Callable[[list[str]], Job] | None = None
+
+    def for_args(self, argv: list[str]) -> Job:
+        """The job (or its variant) that ``argv`` asks for."""
+        return self.variant(argv) if self.variant else self
 
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
@@ -155,7 +161,17 @@ def _quiet_interrupt_hook(kind, value, traceback) -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
+def parse_and_run(job: Job, argv: list[str], prog: str) -> int:
+    """Pick the job's variant for ``argv``, parse it with that variant's flags, and run it."""
+    try:
+        job = job.for_args(argv)
+    except DemoscopeError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    parser = build_parser(job, argparse.ArgumentParser(prog=prog))
+    return run_parsed(job, parser.parse_intermixed_args(argv))
+
+
 def main_for(job: Job, argv: list[str] | None = None) -> int:
     """Entry point for ``python -m demoscope.pipelines.<job>`` (or ``demoscope.tune.<job>``, ``demoscope.serve.run``)."""
-    parser = build_parser(job, argparse.ArgumentParser(prog=f"python -m {job.run.__module__}"))
-    return run_parsed(job, parser.parse_intermixed_args(argv))
+    return parse_and_run(job, sys.argv[1:] if argv is None else argv, f"python -m {job.run.__module__}")

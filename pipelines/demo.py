@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import AggregateConfig, DemoConfig, EvaluateConfig, PrepareConfig, SynthSurveyConfig, load_config, save_config
-from demoscope.config.train import TrainConfig
+from demoscope.config import load_config, save_config
+from demoscope.config.base import JobConfig
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.models.names import TINY_PREFIX
 from demoscope.pipelines import aggregate as aggregate_job
@@ -25,10 +26,16 @@ from demoscope.pipelines import evaluate as evaluate_job
 from demoscope.pipelines import prepare as prepare_job
 from demoscope.pipelines import synth_survey
 from demoscope.pipelines import train as train_job
+from demoscope.pipelines.aggregate import AggregateConfig
 from demoscope.pipelines.command import Job, main_for
+from demoscope.pipelines.evaluate import EvaluateConfig
+from demoscope.pipelines.prepare import PrepareConfig
+from demoscope.pipelines.synth_survey import SynthSurveyConfig
+from demoscope.pipelines.train_opinion import OpinionTrainConfig
 from demoscope.reports import markdown_table, plot_group_distributions
 from demoscope.surveys.summary import group_summary, most_divided_questions
 
+SUMMARY = "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate"
 DESCRIPTION = """\
 Run the SubPOP loop end to end on a local Ray: write a synthetic survey world
 (Pew ATP-style .sav waves + a GSS-style .dta with real question texts),
@@ -58,6 +65,23 @@ REAL_MODEL_ROWS = {"train": 320, "val": 80, "test": 200}
 PLOT_GROUPS = ["Democrat", "Republican", "Liberal", "Moderate", "Conservative"]
 
 
+class DemoConfig(JobConfig):
+    """The end-to-end demo: synthesise, aggregate, prepare, fine-tune, evaluate, on a local Ray."""
+
+    out: str = Field("runs/demo", description="output folder")
+    waves: int = Field(3, ge=1, description="synthetic ATP waves")
+    respondents: int = Field(2000, ge=100, description="respondents per wave")
+    seed: int = Field(7, description="random seed")
+    model: str = Field("tiny:llama", description="model to fine-tune: tiny:llama (random, seconds) or smollm2:135m "
+                       "(real, pretrained; the demo then samples rows to finish in under 30 minutes on 2 cores)")
+    epochs: int | None = Field(None, ge=1, description="fine-tuning epochs (default: the training preset's, 4 tiny / 2 real)")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers")
+    max_train_rows: int | None = Field(None, ge=0, description="train on at most this many rows, whole questions "
+                                       "sampled at random, and validate on a quarter as many (default: all for tiny models, 320 for real ones; 0: all)")
+    max_test_rows: int | None = Field(None, ge=0, description="evaluate at most this many held-out rows, whole questions "
+                                      "(default: all for tiny models, 200 for real ones; 0: all)")
+
+
 def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -68,32 +92,30 @@ def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -
     started = time.perf_counter()
 
     console.rule("1. synthesise a survey world")
-    world = SynthSurveyConfig(out=str(out / "world"), waves=config.waves, respondents=config.respondents, seed=config.seed)
-    synth_survey.run(world)
+    world = synth_survey.synthesise(SynthSurveyConfig(out=str(out / "world"), waves=config.waves,
+                                                      respondents=config.respondents, seed=config.seed))
 
     console.rule("2. aggregate on Ray")
-    agg = AggregateConfig(inputs=[str(out / "world" / "surveys")], out=str(out / "aggregate"),
-                          codebook=str(out / "world" / "codebook.json"))
-    code = aggregate_job.run(agg, address, verbose)
-    if code != 0:
-        return code
-    distributions = pd.read_parquet(out / "aggregate" / "distributions.parquet")
-    truth = pd.read_parquet(out / "world" / "truth.parquet")
+    aggregated = aggregate_job.aggregate(AggregateConfig(inputs=[str(out / "world" / "surveys")],
+                                                         out=str(out / "aggregate"), codebook=str(world.codebook_path)),
+                                         address, verbose)
+    if aggregated.failed or not aggregated.written:  # our own files: a failure here is a bug, not bad input
+        raise RuntimeError(f"the demo's synthetic surveys did not aggregate: {aggregated.summary['issues']}")
+    distributions, truth = aggregated.distributions, world.truth
 
     console.rule("3. prepare fine-tuning sets (QA steering, split by question)")
-    prepare_job.run(PrepareConfig(distributions=str(out / "aggregate" / "distributions.parquet"), out=str(out / "prepare"),
-                                  steering="QA", train_ratio=0.7, val_ratio=0.1, test_ratio=0.2, seed=config.seed))
-
-    split = out / "prepare" / "opnqa_QA_{}.parquet"
-    split = _sample_splits(config, split, out / "sampled", console)
+    prepared = prepare_job.prepare(PrepareConfig(distributions=str(out / "aggregate" / "distributions.parquet"),
+                                                 out=str(out / "prepare"), steering="QA", train_ratio=0.7,
+                                                 val_ratio=0.1, test_ratio=0.2, seed=config.seed))
+    splits = _sample_splits(config, prepared.splits["QA"], out / "sampled", console)
 
     console.rule("4. fine-tune on Ray Train")
-    train = _train_config(config, split, out)
+    train = _train_config(config, splits, out)
     trained = train_job.train(train, address, verbose)
     epochs = train.epochs
 
     console.rule("5. evaluate on held-out questions (Ray Data)")
-    evaluation = EvaluateConfig(test_file=str(split).format("test"), model=config.model, adapter=str(trained.artifact),
+    evaluation = EvaluateConfig(test_file=str(splits["test"]), model=config.model, adapter=str(trained.artifact),
                                 out=str(out / "evaluate"), replicas=config.num_workers)
     scores = evaluate_job.evaluate(evaluation, address, verbose).metrics
 
@@ -115,7 +137,7 @@ def _is_tiny(config: DemoConfig) -> bool:
     return config.model.startswith(TINY_PREFIX)
 
 
-def _sample_splits(config: DemoConfig, split: Path, out: Path, console) -> Path:
+def _sample_splits(config: DemoConfig, splits: dict[str, Path], out: Path, console) -> dict[str, Path]:
     """Cap the train, validation and test splits (whole questions) where the model is too slow for all rows; say so."""
     from demoscope.surveys.finetuning import sample_questions
 
@@ -125,28 +147,28 @@ def _sample_splits(config: DemoConfig, split: Path, out: Path, console) -> Path:
     if config.max_test_rows is not None:
         limits["test"] = config.max_test_rows
     if not any(limits.values()):
-        return split
-    sampled = out / split.name
+        return splits
+    sampled = {name: out / path.name for name, path in splits.items()}
     for name in ("train", "val", "test"):
-        frame = pd.read_parquet(str(split).format(name))
+        frame = pd.read_parquet(splits[name])
         kept = sample_questions(frame, limits[name], seed=config.seed)
         if len(kept) < len(frame):
             console.print(f"[yellow]sampling[/] {name}: {len(kept):,} of {len(frame):,} rows "
                           f"({kept.qkey.nunique()} of {frame.qkey.nunique()} questions, whole questions at random) "
                           f"so that {config.model} fits the demo's time on CPU; "
                           f"--max-{'test' if name == 'test' else 'train'}-rows 0 keeps all")
-        atomic_write(Path(str(sampled).format(name)), lambda path, kept=kept: kept.to_parquet(path, index=False))
+        atomic_write(sampled[name], lambda path, kept=kept: kept.to_parquet(path, index=False))
     return sampled
 
 
-def _train_config(config: DemoConfig, split: Path, out: Path) -> TrainConfig:
+def _train_config(config: DemoConfig, splits: dict[str, Path], out: Path) -> OpinionTrainConfig:
     """The demo's training preset for this kind of model (tiny or pretrained), pointed at this run's splits."""
     preset = TRAIN_PRESETS["tiny" if _is_tiny(config) else "pretrained"]
     flags = {"model": config.model, "num_workers": config.num_workers, "seed": config.seed,
-             "train_file": str(split).format("train"), "val_file": str(split).format("val"), "out": str(out / "train")}
+             "train_file": str(splits["train"]), "val_file": str(splits["val"]), "out": str(out / "train")}
     if config.epochs is not None:
         flags["epochs"] = config.epochs
-    return load_config(TrainConfig, preset, flags=flags)
+    return load_config(OpinionTrainConfig, preset, flags=flags)
 
 
 def _report(config: DemoConfig, distributions: pd.DataFrame, table: pd.DataFrame, qkeys: list[str], plot: Path,

@@ -8,18 +8,25 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import DistillConfig, save_config
-from demoscope.config.train import TrainConfig
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
+from demoscope.pipelines import bias as bias_job
+from demoscope.pipelines.bias import BiasConfig, BiasResult
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
+from demoscope.pipelines.train_distill import DistillTrainConfig
 
+SUMMARY = "teacher soft labels -> baseline and distilled students -> their bias on the EEC (Ray Data + Train)"
 DESCRIPTION = """\
 Does a student inherit its teacher's bias? (seed 004, reference part D)
 1. teacher soft labels: the teacher scores every training text (Ray Data):
@@ -42,6 +49,31 @@ writes  OUT/data/, OUT/teacher/, OUT/soft_labels.parquet (text, label, label_0, 
 
 example demoscope distill --synthetic 2000 --students bow --students cnn --out runs/distill
 """
+
+
+class DistillConfig(JobConfig):
+    """``demoscope distill``: teacher soft labels, baseline and distilled students, and their bias on the EEC."""
+
+    train_file: str | None = Field(None, description="student training texts (text, label); or use --synthetic")
+    test_file: str | None = Field(None, description="held-out texts (text, label) for accuracy")
+    synthetic: int = Field(0, ge=0, description="rows of a seeded synthetic sentiment set instead of files")
+    planted_bias: Literal["race", "gender", "none"] = Field("race", description="synthetic: bias planted in the teacher's data")
+    teacher: str = Field("train", description="'train' (a CNN teacher on --teacher-file / the biased synthetic set), "
+                                               "a causal LM (few-shot), a classifier, or a saved student")
+    teacher_file: str | None = Field(None, description="teacher's training texts when teacher=train (default: synthetic)")
+    students: list[str] = Field(["bow", "cnn"], description="student kinds: bow, cnn, hf (hf uses --student-model)")
+    student_model: str = Field("tiny:classifier", description="the hf student's starting classifier")
+    alpha: float = Field(0.9, ge=0, le=1, description="bow/cnn: weight of KL(teacher || student)")
+    temperature: float = Field(2.0, gt=0, description="hf: T of the pure soft loss")
+    epochs: int = Field(5, ge=1, description="student (and trained teacher) epochs")
+    lr: float = Field(1e-3, gt=0, description="bow/cnn learning rate")
+    hf_lr: float = Field(2e-5, gt=0, description="hf student learning rate (the seed's 2e-5)")
+    batch_size: int = Field(32, ge=1, description="examples per worker per step")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers per student")
+    use_gpu: bool = Field(False, description="GPUs for the teacher and students")
+    variant: Literal["paper", "seed"] = Field("paper", description="gender pairs: paper 1,584 or seed 1,440")
+    seed: int = Field(0, description="seed of the data, examples and students")
+    out: str = Field("runs/distill", description="output folder")
 
 
 class SoftLabelActor:
@@ -92,8 +124,8 @@ def _train(config: DistillConfig, train_file: Path, out: Path, student: str, mod
     from demoscope.pipelines import train as train_job
 
     hf = student == "hf"
-    settings = TrainConfig(
-        objective="distill", student=student, distill_mode=mode, model=config.student_model, train_file=str(train_file),
+    settings = DistillTrainConfig(
+        student=student, distill_mode=mode, model=config.student_model, train_file=str(train_file),
         out=str(out), epochs=config.epochs, lr=config.hf_lr if hf else config.lr,
         weight_decay=0.01 if hf else 0.0, batch_size=config.batch_size, num_workers=config.num_workers,
         use_gpu=config.use_gpu, alpha=config.alpha, temperature=config.temperature, seed=config.seed,
@@ -101,11 +133,28 @@ def _train(config: DistillConfig, train_file: Path, out: Path, student: str, mod
     return train_job.train(settings, address, verbose).artifact
 
 
+@dataclass(frozen=True)
+class DistillResult:
+    """A distillation study: the systems compared (name -> folder or model), their accuracy, and their bias."""
+
+    out: Path
+    systems: dict[str, str]  # teacher, then <student>-baseline and <student>-distilled
+    agreement: float  # how often the teacher's soft labels agree with the hard labels
+    accuracy: pd.DataFrame  # system, test_accuracy (empty without a test file)
+    bias: BiasResult
+
+
 def run(config: DistillConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope distill`` command: :func:`distill`, exit code 0."""
+    distill(config, address, verbose)
+    return 0
+
+
+def distill(config: DistillConfig, address: str | None = None, verbose: bool = False) -> DistillResult:
+    """Teacher soft labels, baseline and distilled students, their accuracy and EEC bias; the Python API."""
     from rich.console import Console
 
     from demoscope.distill.data import plain_labels, read_labelled, teacher_agreement
-    from demoscope.pipelines.bias import score_eec, write_report
 
     bad = [s for s in config.students if s not in ("bow", "cnn", "hf")]
     if bad or not config.students:
@@ -115,7 +164,7 @@ def run(config: DistillConfig, address: str | None = None, verbose: bool = False
     console = Console(soft_wrap=True)
     train_file, test_file, teacher_file = _data(config, out)
     train = read_labelled(train_file)
-    ray = init_ray(address, verbose)
+    init_ray(address, verbose)
 
     teacher = config.teacher
     if teacher == "train":
@@ -176,13 +225,12 @@ def run(config: DistillConfig, address: str | None = None, verbose: bool = False
             ((load_system(path)(test["text"].tolist()) > 0.5) == test["label"].to_numpy()).mean())}
             for name, path in systems.items()])
         atomic_write(out / "accuracy.csv", lambda tmp: accuracy.to_csv(tmp, index=False))
-    scored = score_eec(systems)
-    overall = write_report(scored, list(systems), out / "bias", config.variant, 0.05)
-    _report(config, out, accuracy, overall, agreement)
+    bias = bias_job.bias(BiasConfig(systems=systems, out=str(out / "bias"), variant=config.variant, alpha=0.05))
+    _report(config, out, accuracy, bias.overall, agreement)
     console.print(accuracy.to_string(index=False))
-    console.print(overall[["system", "comparison", "mean_delta", "p_bonferroni", "verdict"]].to_string(index=False))
+    console.print(bias.overall[bias_job.VERDICT_COLUMNS].to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
-    return 0
+    return DistillResult(out, systems, agreement, accuracy, bias)
 
 
 def _report(config: DistillConfig, out: Path, accuracy: pd.DataFrame, overall: pd.DataFrame, agreement: float) -> None:

@@ -7,18 +7,25 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import EvaluateConfig, OpinionDistillConfig, save_config
-from demoscope.config.train import TrainConfig
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig, LetterLogprobs
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
+from demoscope.pipelines.evaluate import EvaluateConfig
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
+from demoscope.pipelines.train import TrainResult
+from demoscope.pipelines.train_opinion import OpinionTrainConfig
 
+SUMMARY = "fit a student to a teacher's option distributions; per-group WD of both to the humans"
 DESCRIPTION = """\
 Bias transfer for opinion models: the teacher (a model, optionally with a
 SubPOP-tuned adapter) answers every prompt of the training split (Ray Data);
@@ -36,6 +43,27 @@ writes  OUT/targets/{train,val}.parquet (teacher targets), OUT/student/ (train o
 example demoscope distill-opinions --train-file runs/demo/prepare/opnqa_QA_train.parquet \\
             --test-file runs/demo/prepare/opnqa_QA_test.parquet --teacher-adapter runs/demo/train/adapter
 """
+
+
+class OpinionDistillConfig(JobConfig):
+    """``demoscope distill-opinions``: fit a small student to a teacher's option distributions; who moves where."""
+
+    train_file: str = Field(..., description="prepared opinion split the teacher answers and the student learns from")
+    val_file: str | None = Field(None, description="prepared validation split (also relabelled by the teacher)")
+    test_file: str = Field(..., description="prepared split both are evaluated on against the humans")
+    teacher: str = Field("tiny:llama", description="teacher model (id, path, tiny:...)")
+    teacher_adapter: str | None = Field(None, description="the teacher's LoRA adapter (e.g. a SubPOP-tuned one)")
+    student: str = Field("tiny:llama", description="student model (id, path, tiny:...)")
+    epochs: int = Field(3, ge=1, description="student epochs")
+    lr: float = Field(3e-3, gt=0, description="student learning rate")
+    batch_size: int = Field(32, ge=1, description="student batch size per worker")
+    num_workers: int = Field(2, ge=1, description="Ray Train workers for the student")
+    use_gpu: bool = Field(False, description="GPUs for teacher scoring and the student")
+    backend: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="the teacher's and the evaluations' engine; auto: vLLM with use_gpu if installed")
+    letter_logprobs: LetterLogprobs = "auto"
+    n_boot: int = Field(200, ge=10, description="bootstrap resamples of the evaluation")
+    out: str = Field("runs/distill-opinions", description="output folder")
 
 
 class TeacherActor:
@@ -74,7 +102,24 @@ def _relabel(config: OpinionDistillConfig, split: str, out: Path) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class OpinionDistillResult:
+    """An opinion distillation: the student's adapter and, per group, both systems' mean distance to the humans."""
+
+    out: Path
+    student: TrainResult
+    per_group: pd.DataFrame  # attribute, group, teacher, student, change (student - teacher; negative = closer)
+
+
 def run(config: OpinionDistillConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope distill-opinions`` command: :func:`distill_opinions`, exit code 0."""
+    distill_opinions(config, address, verbose)
+    return 0
+
+
+def distill_opinions(config: OpinionDistillConfig, address: str | None = None,
+                     verbose: bool = False) -> OpinionDistillResult:
+    """Relabel with the teacher, fit the student, score both against the humans; the Python API."""
     from rich.console import Console
 
     from demoscope.models.names import resolve_model
@@ -97,14 +142,14 @@ def run(config: OpinionDistillConfig, address: str | None = None, verbose: bool 
     val_targets = _relabel(config, config.val_file, out / "targets" / "val.parquet") if config.val_file else None
 
     console.rule("2. the student learns the teacher's distributions (Ray Train)")
-    student = TrainConfig(objective="opinion-kl", model=config.student, train_file=str(train_targets),
-                          val_file=str(val_targets) if val_targets else None, out=str(out / "student"),
-                          epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
-                          num_workers=config.num_workers, use_gpu=config.use_gpu, scheduler="cosine")
-    student_adapter = train_job.train(student, address, verbose).artifact
+    student = OpinionTrainConfig(objective="opinion-kl", model=config.student, train_file=str(train_targets),
+                                 val_file=str(val_targets) if val_targets else None, out=str(out / "student"),
+                                 epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+                                 num_workers=config.num_workers, use_gpu=config.use_gpu, scheduler="cosine")
+    trained = train_job.train(student, address, verbose)
 
     console.rule("3. teacher and student against the humans on the test split")
-    runs = {"teacher": (config.teacher, config.teacher_adapter), "student": (config.student, str(student_adapter))}
+    runs = {"teacher": (config.teacher, config.teacher_adapter), "student": (config.student, str(trained.artifact))}
     per_group = []
     for system, (model, adapter) in runs.items():
         evaluation = EvaluateConfig(test_file=config.test_file, model=model, adapter=adapter, compare_base=False,
@@ -121,7 +166,7 @@ def run(config: OpinionDistillConfig, address: str | None = None, verbose: bool 
     _report(config, out, table)
     console.print(table.to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
-    return 0
+    return OpinionDistillResult(out, trained, table)
 
 
 def _plot(table: pd.DataFrame, path: Path) -> None:

@@ -17,16 +17,20 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import EvaluateConfig, save_config
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig, LetterLogprobs
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, check_resources, init_ray
 
+SUMMARY = "score a model on a test set with Ray Data; Wasserstein report with baselines"
 DESCRIPTION = """\
 Score a model (optionally with a LoRA adapter) on a prepared test set the way
 SubPOP evaluates: the probabilities of the option letters after "Answer:"
@@ -68,6 +72,37 @@ example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --mode
 """
 
 
+class EvaluateConfig(JobConfig):
+    """Score a model (+ adapter) on a prepared split or a distributions file; Wasserstein report with baselines."""
+
+    test_file: str = Field(..., description="what to score: a prepared split (.parquet or .csv from `demoscope prepare`) "
+                           "or a distributions file (`demoscope aggregate`'s, or SubPOP-format CSV), told apart by its columns")
+    steering: Literal["QA", "BIO", "PORTRAY"] = Field(
+        "QA", description="steering template of the prompts rendered from a distributions file (ignored for a prepared split)")
+    baselines_only: bool = Field(False, description="score only the baselines that need no model (uniform, other groups), "
+                                 "without Ray, in seconds")
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2")
+    adapter: str | None = Field(None, description="LoRA adapter folder (e.g. OUT/adapter of `demoscope train`)")
+    out: str = Field("runs/evaluate", description="output folder")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, else Transformers")
+    batch_size: int = Field(16, ge=1, description="prompts per forward pass")
+    letter_logprobs: LetterLogprobs = "auto"
+    top_k: int = Field(128, ge=1, description="vLLM top-k mode: log-probs read per prompt (SubPOP: 128)")
+    replicas: int = Field(1, ge=1, description="scoring actors (one GPU each with use_gpu)")
+    use_gpu: bool = Field(False, description="give each scoring actor a GPU")
+    compare_base: bool = Field(True, description="with an adapter, also score the base model (adapter disabled)")
+    steerability: bool = Field(True, description="also score each question without its steering prefix and report, "
+                               "per group, whether steering moved the answer closer to the group")
+    exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
+    n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
+    bootstrap: Literal["question", "row"] = Field(
+        "question", description="question: resample questions (clustered, the default); row: resample rows as if independent")
+    seed: int = Field(0, description="bootstrap seed")
+    guide_model: str | None = Field(None, description="weak-to-strong mode: a small model whose tuned/untuned pair steers --model")
+    guide_adapter: str | None = Field(None, description="the small model's tuned LoRA adapter (untuned = adapter disabled)")
+    guide_beta: float = Field(1.0, ge=0, description="steering strength: p ∝ p_large * (p_tuned / p_untuned)^beta")
+
+
 class OptionScoringActor:
     """A Ray Data UDF: holds a model (and its adapter) and scores blocks of prompts.
 
@@ -83,34 +118,19 @@ class OptionScoringActor:
                  steerability: bool = False, letter_logprobs: str = "auto", top_k: int = 128):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
+        from demoscope.models.weak_to_strong import weak_to_strong_scorers
 
         self.beta, self.steerability = guide_beta, steerability
         path = resolve_model(model)
         if guide_model is not None:
-            self.scorers = self._guided(path, resolve_model(guide_model), guide_adapter, backend, batch_size,
-                                        letter_logprobs, top_k)
+            self.scorers = weak_to_strong_scorers(path, resolve_model(guide_model), guide_adapter, backend, batch_size,
+                                                  letter_logprobs, top_k)
         else:
             self.scorers = option_scorers(path, adapter, backend, batch_size, compare_base, letter_logprobs, top_k)
 
-    @staticmethod
-    def _guided(large_path, small_path, adapter: str, backend: str, batch_size: int, letter_logprobs: str,
-                top_k: int) -> dict:
-        """Scorers for the large model (vLLM on GPU) and the small pair (Transformers: small and cheap)."""
-        from demoscope.models import TransformersOptionScorer, load_causal_lm
-
-        if backend == "vllm":
-            from demoscope.models.vllm_scoring import VLLMOptionScorer
-
-            large = VLLMOptionScorer.create(large_path, letter_logprobs=letter_logprobs, top_k=top_k)
-        else:
-            large = TransformersOptionScorer(*load_causal_lm(large_path), batch_size)
-        small, tokenizer = load_causal_lm(small_path, adapters={"tuned": adapter})
-        return {"large": large, "small_tuned": TransformersOptionScorer(small, tokenizer, batch_size, adapter="tuned"),
-                "small_untuned": TransformersOptionScorer(small, tokenizer, batch_size, adapter=None)}
-
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.metrics.opinion import row_distances, uniform_distances
-        from demoscope.models.weak_to_strong import reweight
+        from demoscope.models.weak_to_strong import steer
 
         batch = batch.reset_index(drop=True)
         for column in ("output_dist", "ordinal"):  # Arrow hands list cells over as numpy arrays
@@ -127,8 +147,8 @@ class OptionScoringActor:
             if self.steerability:
                 self._score_unsteered(name, scorer, batch, out, n_options)
         if "small_untuned" in self.scorers:
-            out["dist_steered"] = [reweight(*dists, self.beta).tolist() for dists in
-                                   zip(out["dist_large"], out["dist_small_tuned"], out["dist_small_untuned"])]
+            steered = steer(out["dist_large"], out["dist_small_tuned"], out["dist_small_untuned"], self.beta)
+            out["dist_steered"] = [d.tolist() for d in steered]
             out["wd_steered"] = row_distances(out, "dist_steered")
         out["wd_uniform"] = uniform_distances(out)
         return out
@@ -224,7 +244,7 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
             predictions = baseline_predictions(rows)
         else:
             backend = choose_backend(config.backend, config.use_gpu)
-            ray = init_ray(address, verbose)
+            init_ray(address, verbose)
             check_resources("evaluate", config.replicas, config.use_gpu, unit="the scoring", flag="replicas")
             import ray.data
 
@@ -275,16 +295,14 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
     first system and each other one are paired (same resamples for both).
     Rows whose ``wd_<system>`` is NaN (non-ordinal questions) are skipped.
     """
+    import pyarrow.parquet as pq
     from rich.console import Console
 
     from demoscope.metrics.baselines import BASELINE_NOTES
     from demoscope.metrics.opinion import BOOTSTRAP_NOTES, summarize
+    from demoscope.metrics.steerability import steerability
     from demoscope.reports import markdown_table, plot_group_wasserstein, plot_wd_histogram
     from demoscope.reports.tables import interval_cell
-
-    from demoscope.metrics.steerability import steerability
-
-    import pyarrow.parquet as pq
 
     systems = systems_for(config)
     # Predictions written without --steerability (or by an older version) have no unsteered columns.

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import GenerateConfig, save_config
+from demoscope.config import save_config
+from demoscope.config.base import GuideModels
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_dir, atomic_write, atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, check_resources, init_ray
 
+SUMMARY = "weak-to-strong decoding (base, best-of-N, chunk beam search, EFT) with gold rewards, on Ray Data"
 DESCRIPTION = """\
 Steer a large model with a small tuned/untuned pair (weak-to-strong search):
 base sampling, best-of-N, chunk-level beam search (W beams, K successors,
@@ -43,11 +48,34 @@ example demoscope generate --prompts prompts.txt --tuned tiny:llama --tuned-adap
 """
 
 
+class GenerateConfig(GuideModels):
+    """``demoscope generate``: weak-to-strong decoding over a prompt set (Ray Data), with gold rewards."""
+
+    model: str = Field("tiny:llama", description="the large model (Hugging Face id, local path, tiny:llama)")
+    prompts: str = Field(..., description="prompt file: .txt (one per line), .jsonl/.csv/.parquet with a `prompt` column")
+    limit: int | None = Field(None, ge=1, description="use the first N prompts (the seed: 200)")
+    reward_model: str | None = Field(None, description="gold reward: a sequence classifier (positive - negative logit)")
+    positive_label: str = Field("1", description="the classifier's positive label (index or name)")
+    negative_label: str = Field("0", description="the classifier's negative label (index or name)")
+    methods: list[str] = Field(["base", "bon:16", "bon:32", "cbs:4,4,5", "eft:1.0"],
+                               description="decoding methods: base, bon:N, cbs:W,K,L, eft:BETA")
+    temperature: float = Field(0.7, ge=0, description="sampling temperature (0: greedy)")
+    top_k: int = Field(50, ge=0, description="top-k (0: off)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass")
+    max_new_tokens: int = Field(50, ge=1, description="response length cap")
+    seed: int = Field(1, description="sampling seed (each prompt's seed derives from it and the prompt)")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="the large model's engine")
+    use_gpu: bool = Field(False, description="one GPU per generation actor")
+    replicas: int = Field(1, ge=1, description="generation actors")
+    batch_size: int = Field(8, ge=1, description="prompts per Ray Data batch")
+    out: str = Field("runs/generate", description="output folder")
+
+
 class GenerationActor:
     """A Ray Data UDF holding the large model, the guide pair and the reward model; one row per prompt x method."""
 
     def __init__(self, settings: dict):
-        from demoscope.decoding import DecodingMethod, SamplingParams, load_reward_model
+        from demoscope.decoding import DecodingMethod, SamplingParams, load_models, load_reward_model
         from demoscope.models.names import resolve_model
 
         config = GenerateConfig.model_validate(settings)
@@ -83,33 +111,6 @@ def _label(value: str) -> int | str:
     return int(value) if value.lstrip("-").isdigit() else value
 
 
-def load_models(model: str, tuned: str | None, tuned_adapter: str | None, untuned: str | None,
-                small_template: str = "{raw_prompt}", backend: str = "transformers"):
-    """(large, guide): the large model (a vLLM chunk sampler, or a Transformers (model, tokenizer) pair)
-    and the small tuned/untuned pair (one PEFT model with its adapter on/off, or two models; None without ``tuned``).
-
-    Shared by the generation actors and the Serve deployment.
-    """
-    from demoscope.decoding import Guide, SmallModel
-    from demoscope.models import load_causal_lm
-    from demoscope.models.names import resolve_model
-
-    if backend == "vllm":
-        from demoscope.decoding import VLLMChunkSampler
-
-        large = VLLMChunkSampler.create(resolve_model(model))
-    else:
-        large = load_causal_lm(resolve_model(model))
-    if tuned is None:
-        return large, None
-    if tuned_adapter and untuned in (None, tuned):
-        small, tokenizer = load_causal_lm(resolve_model(tuned), adapters={"tuned": tuned_adapter})
-        return large, Guide.from_adapter(small, "tuned", tokenizer, small_template)
-    tuned_lm, tuned_tok = load_causal_lm(resolve_model(tuned), adapters={"tuned": tuned_adapter} if tuned_adapter else None)
-    untuned_lm, untuned_tok = load_causal_lm(resolve_model(untuned))
-    return large, Guide(SmallModel(tuned_lm, tuned_tok, small_template), SmallModel(untuned_lm, untuned_tok, small_template))
-
-
 def check(config: GenerateConfig) -> None:
     """Fail before Ray starts on settings that cannot work."""
     from demoscope.decoding import DecodingMethod
@@ -131,8 +132,23 @@ def check(config: GenerateConfig) -> None:
         raise ConfigError("large_template and small_template must contain {raw_prompt}")
 
 
+@dataclass(frozen=True)
+class GenerationResult:
+    """A generation run: every continuation (one row per prompt and method) and the per-method summary."""
+
+    out: Path
+    generations: pd.DataFrame  # prompt, method, response, guidance, finish_reason, n_tokens, gold_reward
+    summary: pd.DataFrame  # per method: prompts, gold_reward with its 95% interval, guidance, tokens
+
+
 def run(config: GenerateConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Generate on Ray Data, then summarise the rewards per method."""
+    """The ``demoscope generate`` command: :func:`generate_all`, exit code 0."""
+    generate_all(config, address, verbose)
+    return 0
+
+
+def generate_all(config: GenerateConfig, address: str | None = None, verbose: bool = False) -> GenerationResult:
+    """Generate on Ray Data, then summarise the rewards per method; the Python API of ``demoscope generate``."""
     from demoscope.decoding.prompt_sets import read_prompts
 
     check(config)
@@ -140,7 +156,7 @@ def run(config: GenerateConfig, address: str | None = None, verbose: bool = Fals
     out = Path(config.out).resolve()
     config = config.model_copy(update={"tuned_adapter": str(Path(config.tuned_adapter).resolve()) if config.tuned_adapter else None})
     save_config(config, out / "config.yaml")
-    ray = init_ray(address, verbose)
+    init_ray(address, verbose)
     check_resources("generate", config.replicas, config.use_gpu, unit="the generation", flag="replicas")
     import ray.data
 
@@ -181,7 +197,8 @@ def summarize(generations: pd.DataFrame, methods: list[str], seed: int = 0) -> p
     return pd.DataFrame(rows)
 
 
-def report(config: GenerateConfig, out: Path) -> int:
+def report(config: GenerateConfig, out: Path) -> GenerationResult:
+    """Summarise OUT/generations per method: summary.csv, metrics.json, rewards.png and report.md."""
     from rich.console import Console
 
     from demoscope.decoding import DecodingMethod
@@ -220,7 +237,7 @@ Example ({example['method']}): `{example['prompt']}` -> `{example['response']}`
     console = Console(soft_wrap=True)
     console.print(summary.to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
-    return 0
+    return GenerationResult(out, generations, summary)
 
 
 JOB = Job(name="generate", description=DESCRIPTION, config=GenerateConfig, run=run)

@@ -13,19 +13,24 @@ and split logic lives in ``demoscope.surveys.prompts`` and
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+from pydantic import Field
 
-from demoscope.config import PrepareConfig, save_config
-from demoscope.errors import ConfigError, SurveyFormatError
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
+from demoscope.errors import ConfigError
 from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
 from demoscope.surveys import read_distributions
-from demoscope.surveys.output import list_literal
 from demoscope.surveys.finetuning import SPLITS, check_ratios, prepare_splits, screen_distributions
+from demoscope.surveys.output import list_literal
 from demoscope.surveys.prompts import SteeringType, load_steering_prompts, steering_group, steering_prefix
 
+SUMMARY = "distributions -> steered fine-tuning CSVs (SubPOP format), split by question"
 DESCRIPTION = """\
 Build SubPOP's fine-tuning data: every (question, subpopulation) distribution
 becomes a prompt steered to that subpopulation (QA, BIO or PORTRAY template)
@@ -55,14 +60,27 @@ example demoscope prepare --distributions runs/agg/distributions.parquet --out r
 """
 
 
+class PrepareConfig(JobConfig):
+    """Distributions -> SubPOP's steered fine-tuning CSVs, split by question."""
+
+    distributions: str = Field(description="distributions.parquet from `demoscope aggregate`, or a SubPOP-format CSV")
+    out: str = Field("runs/prepare", description="output folder")
+    steering: Literal["QA", "BIO", "PORTRAY", "ALL"] | None = Field(
+        None, description="steering type QA, BIO, PORTRAY or ALL (default: all four, as SubPOP writes them)"
+    )
+    train_ratio: float = Field(0.9, ge=0, le=1, description="share of questions in train")
+    val_ratio: float = Field(0.1, ge=0, le=1, description="share of questions in val")
+    test_ratio: float = Field(0.0, ge=0, le=1, description="share of questions in test (the rest after rounding)")
+    seed: int = Field(42, description="seed of the question split and the row shuffle")
+    shuffle: bool = Field(True, description="row-shuffle each split (SubPOP's default; --no-shuffle keeps sorted order)")
+    exclude_questions: list[str] | None = Field(None, description="question keys to drop before splitting")
+
+
 def read_input(path: str) -> pd.DataFrame:
-    """Read our Parquet or a SubPOP-format CSV, with errors that name the file."""
-    if not Path(path).is_file():
+    """Read our Parquet or a SubPOP-format CSV (:func:`read_distributions`: its errors name the file)."""
+    if not Path(path).is_file():  # names the flag to give, which the library's message cannot
         raise ConfigError(f"distributions file {path} not found (give --distributions FILE.parquet or FILE.csv)")
-    try:
-        return read_distributions(path)
-    except (ValueError, SyntaxError, OSError) as exc:  # unreadable file or list literals that do not parse
-        raise SurveyFormatError(path, f"cannot read distributions: {exc}") from None
+    return read_distributions(path)
 
 
 def check_groups(distributions: pd.DataFrame) -> None:
@@ -85,8 +103,29 @@ def write_split(frame: pd.DataFrame, stem: Path) -> None:
     atomic_write(stem.with_suffix(".csv"), lambda tmp: csv.to_csv(tmp, index=False))
 
 
+@dataclass(frozen=True)
+class PrepareResult:
+    """The fine-tuning sets written: one Parquet (and CSV) file per steering type and split."""
+
+    out: Path
+    splits: dict[str, dict[str, Path]]  # steering type -> split (train/val/test) -> .parquet file
+    rows: dict[str, dict[str, int]]  # split -> steering type -> rows
+    questions: dict[str, int]  # split -> questions
+    skipped: list[str]  # distribution rows left out, with the reason
+
+    def split(self, name: str, steering: str = "QA") -> Path:
+        """The Parquet file of one split (``train``, ``val``, ``test``) of one steering type."""
+        return self.splits[steering][name]
+
+
 def run(config: PrepareConfig, address: str | None = None, verbose: bool = False) -> int:
-    """CLI entry: read, check and screen, split, render and write every steering type; print a summary.
+    """The ``demoscope prepare`` command: :func:`prepare`, exit code 0."""
+    prepare(config)
+    return 0
+
+
+def prepare(config: PrepareConfig) -> PrepareResult:
+    """Read, check and screen, split, render and write every steering type; print a summary; the Python API.
 
     Excluded questions are dropped before the checks, so excluding a broken
     question is a way past it.
@@ -105,10 +144,12 @@ def run(config: PrepareConfig, address: str | None = None, verbose: bool = False
     out = Path(config.out)
     rows: dict[str, dict[str, int]] = {name: {} for name in SPLITS}
     questions: dict[str, int] = {}
+    splits: dict[str, dict[str, Path]] = {}
     for steering in types:
         # SubPOP reseeds before each type, so every type gets the same question split.
         for name, frame in prepare_splits(usable, steering, ratios, config.seed, config.shuffle).items():
             write_split(frame, out / f"opnqa_{steering.value}_{name}")
+            splits.setdefault(steering.value, {})[name] = out / f"opnqa_{steering.value}_{name}.parquet"
             rows[name][steering.value] = len(frame)
             questions[name] = int(frame["qkey"].nunique())
     save_config(config, out / "config.yaml")
@@ -121,7 +162,7 @@ def run(config: PrepareConfig, address: str | None = None, verbose: bool = False
         print(f"excluded {len(present)} of {len(excluded)} --exclude-question key(s) ({missing} not in the input)")
     for line in skipped:
         print(f"skipped: {line}")
-    return 0
+    return PrepareResult(out, splits, rows, questions, skipped)
 
 
 JOB = Job(

@@ -8,11 +8,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from demoscope.config import SurveyPairsConfig
+import pandas as pd
+from pydantic import Field
+
+from demoscope.config.base import JobConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
 
+SUMMARY = "DPO pairs from surveys: prefer what some groups answer (e.g. Democrats) over others"
 DESCRIPTION = """\
 Turn a prepared survey split into DPO pairs that prefer what the --toward groups
 answer over what the --away groups answer: per question, `chosen` is the option
@@ -30,6 +34,16 @@ example demoscope survey-pairs --split runs/demo/prepare/opnqa_QA_train.parquet 
 """
 
 
+class SurveyPairsConfig(JobConfig):
+    """``demoscope survey-pairs``: DPO preference pairs from what some groups answer over others."""
+
+    split: str = Field(..., description="a prepared split (from `demoscope prepare`), CSV or Parquet")
+    toward: list[str] = Field(["POLPARTY=Democrat", "POLIDEOLOGY=Liberal"], description="ATTRIBUTE=group to prefer")
+    away: list[str] = Field(["POLPARTY=Republican", "POLIDEOLOGY=Conservative"], description="ATTRIBUTE=group to move from")
+    min_gap: float = Field(0.02, ge=0, description="skip questions where the sides differ by less")
+    out: str = Field("runs/pairs/left.jsonl", description="output JSONL (prompt, chosen, rejected)")
+
+
 def _groups(specs: list[str], flag: str) -> list[tuple[str, str]]:
     pairs = []
     for spec in specs:
@@ -41,7 +55,13 @@ def _groups(specs: list[str], flag: str) -> list[tuple[str, str]]:
 
 
 def run(config: SurveyPairsConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Write the pairs and say how many questions made it."""
+    """The ``demoscope survey-pairs`` command: :func:`survey_pairs`, exit code 0."""
+    survey_pairs(config)
+    return 0
+
+
+def survey_pairs(config: SurveyPairsConfig) -> pd.DataFrame:
+    """Write the pairs (prompt, chosen, rejected) to ``config.out`` and return them; the Python API."""
     from rich.console import Console
 
     from demoscope.config import save_config
@@ -54,7 +74,7 @@ def run(config: SurveyPairsConfig, address: str | None = None, verbose: bool = F
     atomic_write(out, lambda tmp: pairs.to_json(tmp, orient="records", lines=True))
     save_config(config, out.with_name(out.stem + ".config.yaml"))
     Console(soft_wrap=True).print(f"{len(pairs)} pairs from {split['qkey'].nunique()} questions -> {out}")
-    return 0
+    return pairs
 
 
 JOB = Job(name="survey-pairs", description=DESCRIPTION, config=SurveyPairsConfig, run=run)

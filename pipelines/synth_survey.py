@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from demoscope.config import SynthSurveyConfig, save_config
+from pydantic import Field
+
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
 from demoscope.pipelines.command import Job, main_for
 
+if TYPE_CHECKING:
+    from demoscope.surveys.synthetic import SyntheticWorld
+
+SUMMARY = "write a seeded synthetic survey world (ATP .sav waves + a GSS .dta)"
 DESCRIPTION = """\
 Write a synthetic survey world whose answers depend on demographics in known,
 seeded ways: Pew ATP-style SPSS waves and a GSS-style Stata file with the real
@@ -27,8 +35,25 @@ example demoscope synth-survey --out runs/synthetic --waves 20 --respondents 300
 """
 
 
+class SynthSurveyConfig(JobConfig):
+    """A seeded synthetic survey world: ATP-style .sav waves and a GSS-style .dta."""
+
+    out: str = Field("runs/synthetic", description="output folder")
+    waves: int = Field(4, ge=1, description="number of ATP waves")
+    respondents: int = Field(2000, ge=10, description="respondents per file")
+    seed: int = Field(0, description="random seed (same seed, same world)")
+    gss: bool = Field(True, description="also write a GSS-style GSS2022.dta")
+    questions_per_wave: int | None = Field(None, ge=1, description="cap on questions per file")
+
+
 def run(config: SynthSurveyConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Write the world and print where it went."""
+    """The ``demoscope synth-survey`` command: :func:`synthesise`, exit code 0."""
+    synthesise(config)
+    return 0
+
+
+def synthesise(config: SynthSurveyConfig) -> SyntheticWorld:
+    """Write the world and print where it went; returns its files, codebook and truth (the Python API)."""
     from rich.console import Console
 
     from demoscope.surveys.synthetic import generate_world
@@ -42,7 +67,7 @@ def run(config: SynthSurveyConfig, address: str | None = None, verbose: bool = F
         )
     save_config(config, Path(config.out) / "config.yaml")
     console.print(f"wrote {len(world.files)} survey files, {world.codebook_path.name} and truth.parquet to {config.out}")
-    return 0
+    return world
 
 
 JOB = Job(name="synth-survey", description=DESCRIPTION, config=SynthSurveyConfig, run=run)

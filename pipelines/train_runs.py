@@ -18,8 +18,8 @@ import signal
 import threading
 from pathlib import Path
 
-from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
+from demoscope.pipelines.train_common import TrainSettings
 from demoscope.training.resume import (
     adapter_differences,
     latest_checkpoint_metrics,
@@ -29,7 +29,7 @@ from demoscope.training.resume import (
 )
 
 
-def _experiment(config: TrainConfig) -> Path | None:
+def _experiment(config: TrainSettings) -> Path | None:
     """The folder of this job's Ray Train checkpoints (``RunConfig(name="train")``), or None when it is not local."""
     storage = config.storage_path or str(Path(config.out) / "ray")
     return None if "://" in storage else Path(storage) / "train"
@@ -46,7 +46,7 @@ def _registered(experiment: Path | None) -> list[str]:
                           f"Give a new --out, or --restart to start over") from exc
 
 
-def check_previous_run(config: TrainConfig, out: Path) -> bool:
+def check_previous_run(config: TrainSettings, out: Path) -> bool:
     """True when ``out`` holds an earlier run of the same settings (it resumes); refuse other settings.
 
     Ray Train resumes from the checkpoints under ``out``, so re-running into a
@@ -84,14 +84,15 @@ def check_previous_run(config: TrainConfig, out: Path) -> bool:
     return True
 
 
-def _check_checkpoint_adapter(config: TrainConfig, checkpoint: Path, restart: str) -> None:
+def _check_checkpoint_adapter(config: TrainSettings, checkpoint: Path, restart: str) -> None:
     """Refuse to resume a checkpoint whose LoRA adapter has other settings than the run asks for."""
     found = [checkpoint / kind / "adapter_config.json" for kind in ("adapter", "checkpoint")  # opinion, dpo/sft
              if (checkpoint / kind / "adapter_config.json").is_file()]
     if not found:  # distillation students carry no adapter
         return
     have = json.loads(found[0].read_text())
-    wanted = (json.loads((Path(config.init_adapter) / "adapter_config.json").read_text()) if config.init_adapter
+    init_adapter = getattr(config, "init_adapter", None)  # the opinion recipe's; dpo/sft always start fresh
+    wanted = (json.loads((Path(init_adapter) / "adapter_config.json").read_text()) if init_adapter
               else config.lora.model_dump())
     changed = adapter_differences(have, wanted)
     if changed:
@@ -101,7 +102,7 @@ def _check_checkpoint_adapter(config: TrainConfig, checkpoint: Path, restart: st
                           f"would fail. {restart}")
 
 
-def clear_previous_run(config: TrainConfig) -> list[str]:
+def clear_previous_run(config: TrainSettings) -> list[str]:
     """``--restart``: remove what an earlier run left in ``out``, and nothing else there; returns the names removed.
 
     That is Ray Train's checkpoints of this job (``OUT/ray/train``, or
@@ -133,7 +134,7 @@ def clear_previous_run(config: TrainConfig) -> list[str]:
 _RUN_FILES = ("tensorboard", "progress.jsonl", "metrics.json", "adapter", "student", "config.yaml")
 
 
-def tidy_storage(config: TrainConfig, resumed: bool) -> list[str]:
+def tidy_storage(config: TrainSettings, resumed: bool) -> list[str]:
     """After fit (finished, failed or interrupted): drop unregistered checkpoints; returns the registered ones.
 
     A checkpoint folder Ray Train never registered (an upload cut short) is
@@ -153,7 +154,7 @@ def tidy_storage(config: TrainConfig, resumed: bool) -> list[str]:
     return registered
 
 
-def interrupted_message(config: TrainConfig, registered: list[str]) -> str:
+def interrupted_message(config: TrainSettings, registered: list[str]) -> str:
     """What Ctrl-C left in ``out`` and what running the command again does (the job's line, after "demoscope train: ")."""
     out, experiment = Path(config.out), _experiment(config)
     kept = [name + ("/" if (out / name).is_dir() else "") for name in _RUN_FILES if (out / name).exists()]

@@ -25,7 +25,6 @@ import math
 import os
 import time
 from collections import defaultdict
-
 from importlib.resources import files
 
 from fastapi import FastAPI, Request
@@ -33,17 +32,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from ray import serve
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from demoscope.config import ServeConfig
 from demoscope.models.names import choose_backend
+from demoscope.serve.config import ServeConfig
 from demoscope.serve.guard import TOKEN_ENV, ApiError, Guard
 from demoscope.serve.schemas import (
     ErrorResponse,
+    Generated,
     GenerateRequest,
     GenerateResponse,
-    Generated,
     ModelInfo,
     OpinionItem,
     OpinionResult,
@@ -113,25 +112,12 @@ class OpinionModel:
     def __init__(self, settings: dict):
         config = ServeConfig.model_validate(settings)
         from demoscope.models.names import resolve_model
+        from demoscope.models.scoring import scorers_by_adapter
 
-        self.backend = choose_backend(config.backend, config.use_gpu)
-        path = resolve_model(config.model)
-        self.scorers = {}
-        if self.backend == "vllm":
-            from demoscope.models.vllm_scoring import VLLMOptionScorer
-
-            # One engine; each adapter is a LoRA request on it (all resident: max_loras = their number).
-            base = VLLMOptionScorer.create(path, config.adapters or None, config.letter_logprobs)
-            self.scorers[None] = base
-            for name, folder in config.adapters.items():
-                self.scorers[name] = base.with_adapter(name, folder)
-        else:
-            from demoscope.models import TransformersOptionScorer, load_causal_lm
-
-            model, tokenizer = load_causal_lm(path, adapters=config.adapters or None)
-            self.scorers[None] = TransformersOptionScorer(model, tokenizer, batch_size=16, adapter=None)
-            for name in config.adapters:
-                self.scorers[name] = TransformersOptionScorer(model, tokenizer, batch_size=16, adapter=name)
+        # {None: the base model, name: that LoRA adapter}, all on one engine (vLLM on GPU, else Transformers).
+        self.scorers = scorers_by_adapter(resolve_model(config.model), config.adapters,
+                                          choose_backend(config.backend, config.use_gpu), batch_size=16,
+                                          letter_logprobs=config.letter_logprobs)
         self.score.set_max_batch_size(config.max_batch_size if config.batching else 1)
         self.score.set_batch_wait_timeout_s(config.batch_wait_timeout_s if config.batching else 0.0)
 
@@ -164,7 +150,7 @@ class GenerationModel:
     """The large model (vLLM on GPU, else Transformers) and the small guide pair, for ``/v1/generate``."""
 
     def __init__(self, settings: dict):
-        from demoscope.pipelines.generate import load_models
+        from demoscope.decoding import load_models
 
         config = ServeConfig.model_validate(settings)
         g = config.generation

@@ -10,10 +10,11 @@ import signal
 import sys
 import time
 
-from demoscope.config import ServeConfig
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import init_ray
+from demoscope.serve.config import ServeConfig
 
+SUMMARY = "the opinions HTTP API on Ray Serve (POST /v1/opinions, /v1/models, /healthz, /docs)"
 DESCRIPTION = """\
 Serve option distributions over HTTP with Ray Serve: POST /v1/opinions takes
 survey items (question, options, a subpopulation or free steering text,

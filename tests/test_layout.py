@@ -63,8 +63,22 @@ def test_the_library_never_imports_ray():
 def test_every_cli_job_has_a_module_with_a_job_and_help():
     import importlib
 
-    from demoscope.pipelines.cli import JOBS, job_module
+    from demoscope.pipelines.cli import JOBS, job_module, summary
 
-    for name, (_, summary) in JOBS.items():
-        job = importlib.import_module(job_module(name)).JOB
-        assert job.name == name and "example" in job.description and summary
+    for name in JOBS:
+        module = importlib.import_module(job_module(name))
+        assert module.JOB.name == name and "example" in module.JOB.description
+        assert summary(name) == module.SUMMARY and 20 < len(module.SUMMARY) < 120  # what --help shows is the job's own
+
+
+def test_top_level_help_imports_no_job():
+    """`demoscope --help` reads the summaries from the job modules' source: importing them would take seconds."""
+    import subprocess
+    import sys
+
+    code = ("import sys, contextlib, io\nfrom demoscope.pipelines import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    try: cli.main(['--help'])\n    except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('demoscope.pipelines.') and m != 'demoscope.pipelines.cli'"
+            " or m in ('torch', 'ray')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -4,15 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from demoscope.config import EvaluateConfig, load_config
-from demoscope.config.train import TrainConfig
+from demoscope.config import load_config
+from demoscope.pipelines.evaluate import EvaluateConfig
+from demoscope.pipelines.train import load_train_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "subpop").glob("*.yaml")) + [CONFIGS / "tiny-demo.yaml"], ids=lambda p: p.name)
 def test_training_presets_load(path):
-    config = load_config(TrainConfig, path)
+    config = load_train_config(path)
     assert config.lora.r == 8 and config.lora.alpha == 32 and config.lora.target_modules == ["q_proj", "v_proj"]
     if "subpop" in str(path):
         assert config.use_gpu and config.strategy == "fsdp" and config.lr == 2e-4 and config.epochs == 50
@@ -26,7 +27,7 @@ def test_subpop_eval_preset_excludes_the_five_high_relevance_questions():
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "politune").glob("*.yaml")), ids=lambda p: p.name)
 def test_politune_presets_load_with_the_recipe_settings(path):
-    config = load_config(TrainConfig, path)
+    config = load_train_config(path)
     assert config.lora.r == 16 and config.lora.alpha == 32 and "lm_head" in config.lora.target_modules
     assert config.prompt_template == "alpaca-chat"  # the recipe's composition: Alpaca text in the chat template
     if config.objective == "dpo":
@@ -38,8 +39,8 @@ def test_politune_presets_load_with_the_recipe_settings(path):
 
 
 def test_weak_to_strong_preset_has_the_seeds_generation_settings():
-    from demoscope.config import GenerateConfig
     from demoscope.decoding import DecodingMethod
+    from demoscope.pipelines.generate import GenerateConfig
 
     config = load_config(GenerateConfig, CONFIGS / "w2s" / "imdb-gpt2-xl.yaml")
     assert (config.temperature, config.top_k, config.top_p, config.max_new_tokens, config.seed, config.limit) == (0.7, 50, 1.0, 50, 1, 200)

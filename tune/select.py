@@ -9,18 +9,21 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
-from demoscope.config import SelectConfig, save_config
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, init_ray
 from demoscope.selection.report import VERIFICATION_COLUMNS, SelectionOutcome
 
+SUMMARY = "which data sources to fine-tune on: GradEx first-order estimates, subsets as Ray Tune trials"
 DESCRIPTION = """\
 Which training sources are worth fine-tuning on? GradEx estimates the model
 fine-tuned on any subset of sources to first order, from per-sample gradients
@@ -55,6 +58,53 @@ example demoscope select --n-subsets 60 --verify 2 --out runs/select
         demoscope select --task subpop --sources topic --target-groups POLPARTY=Democrat \\
             --train-file runs/demo/prepare/opnqa_QA_train.parquet --val-file runs/demo/prepare/opnqa_QA_val.parquet
 """
+
+
+class SelectConfig(JobConfig):
+    """``demoscope select``: GradEx data-source selection (the noisy-addition toy, or survey waves) on Ray."""
+
+    task: Literal["toy", "subpop"] = Field("toy", description="toy: noisy addition; subpop: waves or topics of a prepared split")
+    train_file: str | None = Field(None, description="subpop: prepared training split whose rows form the sources")
+    val_file: str | None = Field(None, description="subpop: prepared split whose loss the selection minimises")
+    sources: Literal["wave", "topic"] = Field("wave", description="subpop: one source per survey wave, or per question topic")
+    topics: str | None = Field(None, description="subpop --sources topic: YAML topic: [regex, ...] or CSV qkey,topic "
+                               "(default: the built-in taxonomy)")
+    target_groups: list[str] = Field(default_factory=list, description="subpop: validate only on these groups "
+                                     "(name or ATTRIBUTE=name; repeatable)")
+    target_questions: list[str] = Field(default_factory=list, description="subpop: validate only on these question "
+                                        "keys or patterns like GUN* (repeatable)")
+    model: str = Field("tiny:llama", description="subpop: the model (id, path, tiny:llama)")
+    adapter: str | None = Field(None, description="subpop: meta-trained LoRA adapter (default: meta-train one briefly)")
+    meta_steps: int = Field(100, ge=1, description="steps of meta-training when no adapter is given")
+    verify_epochs: int = Field(2, ge=1, description="subpop: epochs of each verification run of the train job")
+    verify_lr: float = Field(5e-3, gt=0, description="subpop: learning rate of each verification run")
+    verify_workers: int = Field(1, ge=1, description="subpop: Ray Train workers of each verification run")
+    verify_batch_size: int | None = Field(None, ge=1, description="subpop: examples per worker per step of each "
+                                          "verification run (default: the gradient batch, 32; a real model on CPU wants ~8)")
+
+    clean_sources: int = Field(6, ge=1, description="toy: sources with correct answers")
+    noisy_sources: int = Field(4, ge=0, description="toy: sources with random answers")
+    samples_per_source: int = Field(16, ge=2, description="toy: samples per source")
+    project_dim: int = Field(200, ge=8, description="projected gradient dimension d")
+    n_subsets: int = Field(60, ge=2, description="random subsets for the ensemble scores (one Tune trial each)")
+    subset_size: float = Field(0.5, gt=0, description="sources per random subset (a fraction, or a count if >= 1)")
+    verify: int = Field(2, ge=0, description="random subsets fine-tuned for real, besides the selected one")
+    fine_tune_steps: int = Field(40, ge=1, description="toy: steps of each real fine-tune")
+    max_concurrent_trials: int = Field(2, ge=1, description="subset trials (and gradient actors) at once")
+    seed: int = Field(0, description="seed of the toy, the projection and the subsets")
+    loss_weighting: Literal["sample", "token"] = Field(
+        "sample", description="validation loss: each sample's token mean averaged over samples (GradEx's reference), "
+                              "or averaged over all tokens (long answers weigh more)")
+    out: str = Field("runs/select", description="output folder")
+
+    @model_validator(mode="after")
+    def _survey_options_need_the_survey_task(self) -> SelectConfig:
+        if self.task == "toy":
+            given = [name for name in ("train_file", "val_file", "adapter", "topics", "target_groups", "target_questions")
+                     if getattr(self, name)] + (["sources"] if self.sources != "wave" else [])
+            if given:
+                raise ValueError(f"{', '.join(given)} apply to task=subpop (the toy makes its own data); add --task subpop")
+        return self
 
 
 class GradientActor:
@@ -119,6 +169,16 @@ class EstimateCache:
                 self.rows[frozenset(row["subset"])] = row
         return pd.DataFrame([{**self.rows[frozenset(s)], "subset": list(s)} for s in subsets])
 
+    def greedy_round(self, subsets: list[tuple]) -> list[float]:
+        """The evaluator of :func:`~demoscope.selection.search.greedy_forward_selection`: a round as one experiment.
+
+        Round ``r``'s subsets hold ``r + 1`` sources, which names the round.
+        """
+        done = len(subsets[0]) - 1
+        trials = self.estimate([list(s) for s in subsets], f"greedy-{done}",
+                               f"greedy round {done + 1}/{len(self.world.sources)}")
+        return trials["estimated_loss"].tolist()
+
 
 def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str, concurrent: int) -> list[dict]:
     """One Tune experiment, a trial per subset: ``[{subset, estimated_loss, seconds}]``."""
@@ -140,9 +200,21 @@ def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str
 
 
 def run(config: SelectConfig, address: str | None = None, verbose: bool = False) -> int:
+    """The ``demoscope select`` command: :func:`select`, exit code 0."""
+    select(config, address, verbose)
+    return 0
+
+
+def select(config: SelectConfig, address: str | None = None, verbose: bool = False) -> SelectionOutcome:
+    """Gradients, random-ensemble scores, greedy selection and verification fine-tunes; the Python API."""
     from rich.console import Console
 
-    from demoscope.selection.search import comparison_subsets, ensemble_scores, sample_subsets
+    from demoscope.selection.search import (
+        comparison_subsets,
+        ensemble_scores,
+        greedy_forward_selection,
+        sample_subsets,
+    )
     from demoscope.selection.toy import ToySettings, build_world
 
     out = Path(config.out).resolve()
@@ -150,7 +222,7 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     console = Console(soft_wrap=True)
     settings = ToySettings(clean_sources=config.clean_sources, noisy_sources=config.noisy_sources,
                            samples_per_source=config.samples_per_source, project_dim=config.project_dim,
-                           n_subsets=config.n_subsets, seed=config.seed, meta_steps=config.meta_steps,
+                           seed=config.seed, meta_steps=config.meta_steps,
                            loss_weighting=config.loss_weighting)
     if config.task == "subpop":
         with console.status(f"loading the model and its meta-trained adapter; one source per {config.sources}"):
@@ -160,7 +232,7 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
     else:
         with console.status("pre-training the toy model and meta-training its LoRA adapter"):
             world, rows = build_world(settings), None
-    ray = init_ray(address, verbose)
+    init_ray(address, verbose)
     import ray.data
 
     if not verbose:  # Tune's per-experiment banners, once per greedy round, drown the job's own lines
@@ -209,16 +281,9 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
         console.print(f"clean sources score better than noisy ones in {separation:.0%} of pairs")
 
     console.rule("3. greedy forward selection (each round's candidates as Ray Tune trials)")
-    selected, best, history = [], float("inf"), []
-    while len(selected) < len(sources):
-        candidates = [s for s in sources if s not in selected]
-        round_trials = cache.estimate([selected + [c] for c in candidates], f"greedy-{len(selected)}",
-                                      f"greedy round {len(selected) + 1}/{len(sources)}")
-        winner = round_trials.loc[round_trials.estimated_loss.idxmin()]
-        history.append({"round": len(selected), "added": winner.subset[-1], "estimated_loss": winner.estimated_loss})
-        if winner.estimated_loss >= best:
-            break
-        selected, best = list(winner.subset), float(winner.estimated_loss)
+    greedy = greedy_forward_selection(sources, cache.greedy_round)
+    selected, best = greedy.selected, greedy.best_value
+    history = [{"round": step.round, "added": step.added, "estimated_loss": step.value} for step in greedy.history]
     atomic_write(out / "greedy.csv", lambda tmp: pd.DataFrame(history).to_csv(tmp, index=False))
     console.print(f"greedy selection: {', '.join(selected)} (estimated loss {best:.4f})")
     stored = storage.read_gradients(root, selected)
@@ -244,10 +309,11 @@ def run(config: SelectConfig, address: str | None = None, verbose: bool = False)
               colors=["tab:red" if n else "tab:green" for n in table["noisy"]])
     check = {"scale": world.settings.error_check_scale, **dataclasses.asdict(error)}
     n_val = sum(len(b["input_ids"]) for batches in world.val_batches.values() for b in batches)
-    _report(config, out, SelectionOutcome(table, separation, selected, best, check, verification), n_val)
+    outcome = SelectionOutcome(table, separation, selected, best, check, verification)
+    _report(config, out, outcome, n_val)
     console.print(verification[[c for c in VERIFICATION_COLUMNS if c in verification]].to_string(index=False))
     console.print(f"report: {out / 'report.md'}")
-    return 0
+    return outcome
 
 
 class SubpopRows(NamedTuple):
@@ -316,10 +382,10 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
     ``real_option_kl`` is the train job's own measure on the same rows (KL
     over the option letters only).
     """
-    from demoscope.config.train import TrainConfig
     from demoscope.models import load_causal_lm
     from demoscope.models.names import resolve_model
     from demoscope.pipelines import train as train_job
+    from demoscope.pipelines.train_opinion import OpinionTrainConfig
     from demoscope.selection.first_order import validation_loss
     from demoscope.selection.opinion_sources import modal_targets
 
@@ -335,12 +401,11 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
         start = time.perf_counter()
         estimate = estimator(subset)
         estimate_s = time.perf_counter() - start
-        run_config = TrainConfig(
+        run_config = OpinionTrainConfig(
             objective="opinion-kl", model=config.model, init_adapter=adapter, train_file=str(split),
             val_file=str(val_split), epochs=config.verify_epochs, lr=config.verify_lr, gamma=1.0,
             batch_size=config.verify_batch_size or world.settings.batch_size, num_workers=config.verify_workers,
-            seed=config.seed,
-            out=str(folder), progress=False,
+            seed=config.seed, out=str(folder),
         )
         console.print(f"{name}: demoscope train on {', '.join(subset)} ({int(members.sum())} rows)")
         start = time.perf_counter()

@@ -9,16 +9,31 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from demoscope.config import SweepConfig, save_config
-from demoscope.config.loading import check_keys, merge_settings, parse_overrides, read_yaml
-from demoscope.config.train import TrainConfig
+from pydantic import Field
+
+from demoscope.config import save_config
+from demoscope.config.base import JobConfig
+from demoscope.config.loading import (
+    check_keys,
+    merge_settings,
+    parse_overrides,
+    read_yaml,
+)
 from demoscope.errors import ConfigError
 from demoscope.io import atomic_dir, atomic_write
+from demoscope.pipelines import train as train_job
 from demoscope.pipelines.command import Job, main_for
 from demoscope.pipelines.runtime import check_resources, init_ray
+from demoscope.pipelines.train_common import copy_artifact
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUMMARY = "hyperparameter sweeps of a training job on Ray Tune (grid, random, ASHA); best config exported"
 DESCRIPTION = """\
 Sweep a training job's settings with Ray Tune. Every trial is a full
 `demoscope train` run on Ray Train (its own workers, checkpoints, TensorBoard
@@ -47,6 +62,24 @@ example demoscope sweep --base configs/tiny-demo.yaml --set train_file=runs/demo
 FILE_KEYS = ("train_file", "val_file", "model")  # may also be hub ids or tiny:llama: pinned only if they exist here
 FOLDER_KEYS = ("init_adapter", "storage_path")  # always local paths (or URIs)
 TRIAL_CPUS = 0.01  # the trial only waits on its Train run, whose workers hold the CPUs (Tune refuses a bundle of 0)
+
+
+class SweepConfig(JobConfig):
+    """``demoscope sweep``: a Ray Tune search over a training job's settings, one Ray Train run per trial."""
+
+    job: Literal["train"] = Field("train", description="the training job to sweep")
+    base: str | None = Field(None, description="the job's YAML config every trial starts from")
+    set: list[str] = Field(default_factory=list, description="key=value settings on top of --base (repeatable)")
+    space: str = Field(..., description="YAML search space: KEY: {grid|choice: [..]} or {uniform|loguniform|randint: [lo, hi]}")
+    num_samples: int = Field(1, ge=1, description="samples of the space (grid axes multiply it)")
+    scheduler: Literal["fifo", "asha"] = Field("fifo", description="asha: stop poor trials early")
+    grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
+    reduction_factor: int = Field(2, ge=2, description="ASHA: keep 1/reduction_factor at each rung")
+    metric: str | None = Field(None, description="metric to optimise (default val_loss; eval_loss for dpo/sft)")
+    mode: Literal["min", "max"] = Field("min", description="minimise or maximise the metric")
+    max_concurrent_trials: int = Field(1, ge=1, description="trials running at once (each uses num_workers CPUs/GPUs)")
+    out: str = Field("runs/sweep", description="output folder")
+    seed: int = Field(0, description="seed of the random search")
 
 
 def _absolute(key: str, value):
@@ -86,31 +119,33 @@ def _trial(params: dict, base: dict, out: str) -> None:
     from demoscope.tune.space import trial_settings
 
     trial_out = Path(out) / "trials" / tune.get_context().get_trial_id()
-    config = train_job.resolve(TrainConfig.model_validate({**merge_settings(base, trial_settings(params)), "out": str(trial_out)}))
+    settings = {**merge_settings(base, trial_settings(params)), "out": str(trial_out)}
+    config = train_job.resolve(train_job.train_config(settings))
     save_config(config, trial_out / "config.yaml")
     result = train_job.build_trainer(config, callbacks=[TuneReportCallback()]).fit()
     train_job.export_result(result, config)
 
 
-def _check(config: SweepConfig, base: dict, space: dict) -> TrainConfig:
-    """Fail before Ray starts: unknown keys anywhere, or a base config that does not validate."""
+def _check(config: SweepConfig, base: dict, space: dict):
+    """Fail before Ray starts: unknown keys anywhere, or a base config that does not validate (the probe config)."""
+    from demoscope.pipelines import train as train_job
     from demoscope.tune.space import trial_settings
 
-    from demoscope.pipelines import train as train_job
-
-    check_keys(TrainConfig, base)
-    check_keys(TrainConfig, trial_settings({k: None for k in space}))
-    probe = {**base, "out": str(Path(config.out) / "probe")}
+    if "objective" in space:
+        raise ConfigError("the space sweeps objective, but each objective has its own settings: sweep one at a time")
+    model = train_job.config_class(base.get("objective"))
+    check_keys(model, base)
+    check_keys(model, trial_settings({k: None for k in space}))
     try:
-        probe = TrainConfig.model_validate(probe)
-    except Exception as error:  # noqa: BLE001 - pydantic's message, with the sweep named
+        probe = train_job.train_config({**base, "out": str(Path(config.out) / "probe")})
+    except ConfigError as error:
         raise ConfigError(f"sweep base config is not a valid train config: {error}") from None
     if not {"train_file", "val_file", "init_adapter"} & set(space):
         train_job.resolve(probe)  # missing files fail here, once, not in every trial
     return probe
 
 
-def _largest_workers(probe: TrainConfig, space: dict) -> int:
+def _largest_workers(probe, space: dict) -> int:
     """The most Ray Train workers any trial asks for (num_workers may itself be swept)."""
     spec = space.get("num_workers", probe.num_workers)
     if isinstance(spec, dict):
@@ -119,8 +154,25 @@ def _largest_workers(probe: TrainConfig, space: dict) -> int:
     return int(spec)
 
 
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished sweep: every trial's settings and metric, and the best epoch of any trial, exported."""
+
+    out: Path
+    trials: pd.DataFrame  # trial_id, the swept settings, the metric, training_iteration (as OUT/trials.csv)
+    best: dict  # the best reported epoch's metrics (with trial_id)
+    artifact: Path  # OUT/best/adapter (or OUT/best/student)
+    config: Path  # OUT/best/config.yaml: the best trial's full train config, runnable with demoscope train --config
+
+
 def run(config: SweepConfig, address: str | None = None, verbose: bool = False) -> int:
-    """Run (or resume) the sweep, then export the best trial and a table of all trials."""
+    """The ``demoscope sweep`` command: :func:`sweep`, exit code 0."""
+    sweep(config, address, verbose)
+    return 0
+
+
+def sweep(config: SweepConfig, address: str | None = None, verbose: bool = False) -> SweepResult:
+    """Run (or resume) the sweep, then export the best trial and a table of all trials; the Python API."""
     from demoscope.tune.space import read_space, to_domains
 
     base = _base_settings(config)
@@ -156,7 +208,7 @@ def run(config: SweepConfig, address: str | None = None, verbose: bool = False) 
     console = Console(soft_wrap=True)
     with console.status(f"sweeping {len(space)} setting(s) of `{config.job}`: watch with tensorboard --logdir {out / 'trials'}"):
         results = tuner.fit()
-    return _export(results, metric, config.mode, out, console)
+    return _export(results, metric, config.mode, out, probe.objective, console)
 
 
 def search_alg(config: SweepConfig):
@@ -170,7 +222,7 @@ def search_alg(config: SweepConfig):
     return BasicVariantGenerator(random_state=config.seed, max_concurrent=config.max_concurrent_trials)
 
 
-def _export(results, metric: str, mode: str, out: Path, console) -> int:
+def _export(results, metric: str, mode: str, out: Path, objective: str, console) -> SweepResult:
     """Write OUT/trials.csv and export the best reported epoch of any trial to OUT/best.
 
     The best epoch is read from every trial's reports (ASHA may have stopped
@@ -194,19 +246,16 @@ def _export(results, metric: str, mode: str, out: Path, console) -> int:
     trial = out / "trials" / str(best["trial_id"])
     checkpoint = Path(best["checkpoint_path"])
     history = every[every["trial_id"] == best["trial_id"]]
+    recipe = train_job.recipe_for(objective)
+    best_metrics = _plain(best.to_dict())
     with atomic_dir(out / "best") as staging:
-        if (checkpoint / "adapter").exists():  # the opinion trainer's checkpoint
-            shutil.copytree(checkpoint / "adapter", staging / "adapter")
-        else:  # a TRL Trainer checkpoint: keep the adapter files only
-            (staging / "adapter").mkdir()
-            for name in ("adapter_config.json", "adapter_model.safetensors"):
-                shutil.copy2(checkpoint / "checkpoint" / name, staging / "adapter" / name)
+        copy_artifact(recipe, checkpoint, staging / recipe.artifact)
         shutil.copy2(trial / "config.yaml", staging / "config.yaml")
         (staging / "metrics.json").write_text(json.dumps(
-            {"best": _plain(best.to_dict()), "epochs": [_plain(r) for r in history.to_dict(orient="records")]}, indent=2))
+            {"best": best_metrics, "epochs": [_plain(r) for r in history.to_dict(orient="records")]}, indent=2))
     console.print(table.to_string(index=False))
     console.print(f"best: trial {best['trial_id']}, epoch {best.get('epoch')}, {metric} {best[metric]:.4f} -> {out / 'best'}")
-    return 0
+    return SweepResult(out, table, best_metrics, out / "best" / recipe.artifact, out / "best" / "config.yaml")
 
 
 def _plain(record: dict) -> dict:

@@ -8,8 +8,8 @@ import pytest
 
 from demoscope.audit.alignment import group_alignment, movement
 from demoscope.audit.political_compass import agreement_table, parse_agreement, read_statements, statement_prompt
-from demoscope.pipelines.cli import main as cli_main
 from demoscope.errors import ConfigError
+from demoscope.pipelines.cli import main as cli_main
 
 PC_FILE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "politune" / "pc_questions.txt"
 

@@ -1,6 +1,5 @@
 """PoliTune's claim, end to end on CPU: DPO toward one side's answers moves the model's own opinions to that side."""
 
-import pytest
 
 from demoscope.audit.alignment import group_alignment, movement
 from demoscope.models import TransformersOptionScorer, load_causal_lm

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from demoscope.decoding import (
-    Guide,
     GuidanceScorer,
+    Guide,
     SamplingParams,
     TransformersChunkSampler,
     chunk_beam_search,

@@ -5,6 +5,8 @@ import random
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from demoscope.errors import ModelError
 from demoscope.models import (
@@ -14,7 +16,7 @@ from demoscope.models import (
     letter_token_ids,
     option_distributions,
 )
-from demoscope.models.scoring import plan_batches
+from demoscope.models.scoring import common_prefix_length, plan_batches, scorers_by_adapter
 
 
 def naive(model, tok, prompts, n_options):
@@ -175,3 +177,61 @@ def test_option_scorers_serve_the_adapter_as_a_lora_request_on_one_vllm_engine(l
     assert scorers["tuned"].llm is scorers["base"].llm  # one engine, the adapter per request
     assert scorers["tuned"].lora_request.lora_path == str(adapter_dir.resolve())
     assert scorers["base"].lora_request is None and scorers["tuned"].mode == "top-k"
+
+
+def plain_common_prefix(a, b) -> int:
+    """The definition itself: the largest k with a[:k] == b[:k]."""
+    return max(k for k in range(min(len(a), len(b)) + 1) if list(a[:k]) == list(b[:k]))
+
+
+_ids = st.lists(st.integers(0, 3), max_size=12)  # a small alphabet, so prefixes often agree
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=_ids, b=_ids, shared=_ids, as_tuple=st.booleans())
+def test_common_prefix_length_is_the_longest_agreeing_prefix(a, b, shared, as_tuple):
+    a, b = shared + a, shared + b
+    got = common_prefix_length(tuple(a) if as_tuple else a, b)  # any sequences, not only lists
+    assert got == plain_common_prefix(a, b) == common_prefix_length(b, a)
+    assert got >= len(shared)
+
+
+def test_scorers_by_adapter_share_one_transformers_model(llama_dir, adapter_dir, random_adapter, survey_prompts):
+    """The serving case: the base model plus several named adapters on one PEFT model."""
+    from demoscope.models import load_causal_lm
+
+    prompts, n_options = survey_prompts
+    scorers = scorers_by_adapter(str(llama_dir), {"a": str(adapter_dir), "b": str(random_adapter)}, "transformers",
+                                 batch_size=4)
+    assert list(scorers) == [None, "a", "b"]
+    assert all(s.model is scorers[None].model and s.lm.batch_size == 4 for s in scorers.values())
+    got = {name: s.score(prompts, n_options) for name, s in scorers.items()}
+    for name, adapters in ((None, None), ("a", {"a": str(adapter_dir)}), ("b", {"b": str(random_adapter)})):
+        alone = TransformersOptionScorer(*load_causal_lm(str(llama_dir), adapters=adapters), adapter=name)
+        for x, y in zip(got[name], alone.score(prompts, n_options)):
+            np.testing.assert_allclose(x, y, atol=1e-6)  # each adapter answers as if loaded alone
+    assert max(np.abs(x - y).max() for x, y in zip(got["a"], got["b"])) > 1e-3
+
+
+def test_scorers_by_adapter_put_every_adapter_on_one_vllm_engine(llama, adapter_dir, random_adapter, monkeypatch):
+    from demoscope.models.vllm_fake import FakeLLM, FakeLoRARequest, FakeSamplingParams
+    from demoscope.models.vllm_scoring import VLLMOptionScorer
+
+    model, tok = llama
+    engines = []
+
+    def create(path, adapters=None, letter_logprobs="auto", top_k=128):  # vLLM's engine start, faked over torch
+        engines.append((path, adapters, letter_logprobs, top_k))
+        return VLLMOptionScorer(FakeLLM(model, tok, enable_lora=True), letter_logprobs=letter_logprobs, top_k=top_k,
+                                sampling_params_cls=FakeSamplingParams, lora_request_cls=FakeLoRARequest)
+
+    monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))
+    adapters = {"a": str(adapter_dir), "b": str(random_adapter)}
+    scorers = scorers_by_adapter("any/model", adapters, "vllm", letter_logprobs="top-k")
+    assert engines == [("any/model", adapters, "top-k", 128)] and list(scorers) == [None, "a", "b"]
+    assert all(s.llm is scorers[None].llm for s in scorers.values())  # one engine, an adapter per request
+    assert scorers[None].lora_request is None
+    paths = [scorers[n].lora_request.lora_path for n in "ab"]
+    assert paths == [str(adapter_dir.resolve()), str(random_adapter.resolve())]
+    engines.clear()
+    assert list(scorers_by_adapter("any/model", {}, "vllm")) == [None] and engines == [("any/model", None, "auto", 128)]

@@ -3,7 +3,7 @@ import pytest
 
 from demoscope.models import TransformersOptionScorer, load_causal_lm
 from demoscope.models.names import resolve_model
-from demoscope.models.weak_to_strong import WeakToStrongScorer, reweight
+from demoscope.models.weak_to_strong import reweight, steer, weak_to_strong_scorers
 
 
 def test_beta_zero_gives_the_large_model_back():
@@ -26,19 +26,54 @@ def test_hand_computed_case_and_zero_probabilities():
         reweight([0.5, 0.5], [1.0], [1.0], beta=1.0)
 
 
-def test_scorer_steers_a_gpt2_with_a_llama_pair(random_adapter):
-    """Different tokenizers: each scorer encodes the prompt itself."""
-    large_lm, large_tok = load_causal_lm(resolve_model("tiny:gpt2"))
-    small_lm, small_tok = load_causal_lm(resolve_model("tiny:llama"), adapters={"tuned": str(random_adapter)})
-    large = TransformersOptionScorer(large_lm, large_tok)
-    tuned = TransformersOptionScorer(small_lm, small_tok, adapter="tuned")
-    untuned = TransformersOptionScorer(small_lm, small_tok, adapter=None)
-    prompts = ["Question: Is it?\nA. Yes\nB. No\nC. Maybe\nAnswer as a choice between A.,B.,C.\n\nAnswer:"] * 2
-    steered = WeakToStrongScorer(large, tuned, untuned, beta=1.0)
-    dists, masses = steered.score_with_mass(prompts, [3, 2])
-    for got, n in zip(dists, (3, 2)):
+def test_steer_reweights_each_question_and_checks_the_lists_match():
+    large, tuned, untuned = [[0.5, 0.5], [0.2, 0.3, 0.5]], [[0.8, 0.2], [0.1, 0.1, 0.8]], [[0.5, 0.5], [0.3, 0.3, 0.4]]
+    got = steer(large, tuned, untuned, beta=2.0)
+    assert len(got) == 2 and [g.shape for g in got] == [(2,), (3,)]
+    for g, a, b, c in zip(got, large, tuned, untuned):
+        assert np.allclose(g, reweight(a, b, c, 2.0))
+    with pytest.raises(ValueError, match="1 untuned"):
+        steer(large, tuned, untuned[:1], beta=1.0)
+
+
+PROMPTS = ["Question: Is it?\nA. Yes\nB. No\nC. Maybe\nAnswer as a choice between A.,B.,C.\n\nAnswer:"] * 2
+
+
+def test_scorers_steer_a_gpt2_with_a_llama_pair(random_adapter):
+    """Different tokenizers: each scorer encodes the prompt itself; the pair is one model, adapter on and off."""
+    gpt2, llama = resolve_model("tiny:gpt2"), resolve_model("tiny:llama")
+    scorers = weak_to_strong_scorers(gpt2, llama, str(random_adapter), "transformers", batch_size=4)
+    assert list(scorers) == ["large", "small_tuned", "small_untuned"]
+    assert scorers["small_tuned"].model is scorers["small_untuned"].model
+    alone = {"large": TransformersOptionScorer(*load_causal_lm(gpt2)),
+             "small_untuned": TransformersOptionScorer(*load_causal_lm(llama)),
+             "small_tuned": TransformersOptionScorer(*load_causal_lm(llama, adapters={"t": str(random_adapter)}),
+                                                     adapter="t")}
+    dists = {name: scorer.score(PROMPTS, [3, 2]) for name, scorer in scorers.items()}
+    for name, scorer in alone.items():
+        for got, want in zip(dists[name], scorer.score(PROMPTS, [3, 2])):
+            assert np.allclose(got, want, atol=1e-6)
+    steered = steer(dists["large"], dists["small_tuned"], dists["small_untuned"], beta=1.0)
+    for got, n in zip(steered, (3, 2)):
         assert got.shape == (n,) and got.sum() == pytest.approx(1.0)
-    expected = reweight(large.score(prompts[:1], [3])[0], tuned.score(prompts[:1], [3])[0], untuned.score(prompts[:1], [3])[0], 1.0)
-    assert np.allclose(dists[0], expected)
-    assert not np.allclose(dists[0], large.score(prompts[:1], [3])[0], atol=1e-4)  # the pair moved it
-    assert (masses > 0).all()
+    assert not np.allclose(steered[0], dists["large"][0], atol=1e-4)  # the pair moved it
+
+
+def test_on_vllm_only_the_large_model_starts_an_engine(llama, adapter_dir, monkeypatch):
+    from demoscope.models.vllm_fake import FakeLLM, FakeSamplingParams
+    from demoscope.models.vllm_scoring import VLLMOptionScorer
+
+    engines = []
+
+    def create(path, adapters=None, letter_logprobs="auto", top_k=128):  # vLLM's engine start, faked over torch
+        engines.append((path, adapters, letter_logprobs, top_k))
+        return VLLMOptionScorer(FakeLLM(*llama), letter_logprobs=letter_logprobs, top_k=top_k,
+                                sampling_params_cls=FakeSamplingParams)
+
+    monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))
+    small = resolve_model("tiny:llama")
+    scorers = weak_to_strong_scorers("any/large", small, str(adapter_dir), "vllm", letter_logprobs="top-k", top_k=64)
+    assert engines == [("any/large", None, "top-k", 64)]
+    assert isinstance(scorers["large"], VLLMOptionScorer) and scorers["large"].lora_request is None
+    assert [type(scorers[n]) for n in ("small_tuned", "small_untuned")] == [TransformersOptionScorer] * 2
+    assert scorers["small_tuned"].adapter is not None and scorers["small_untuned"].adapter is None

@@ -6,10 +6,14 @@ import pandas as pd
 import pytest
 import yaml
 
+from demoscope.pipelines.aggregate import AggregateConfig, aggregate, compute, run
 from demoscope.pipelines.cli import main as cli_main
-from demoscope.config import AggregateConfig
-from demoscope.pipelines.aggregate import aggregate, run
-from demoscope.surveys import AggregateInputs, aggregate_files, load_subpopulations, read_distributions
+from demoscope.surveys import (
+    AggregateInputs,
+    aggregate_files,
+    load_subpopulations,
+    read_distributions,
+)
 from tests.surveys.conftest import write_atp
 
 pytestmark = pytest.mark.ray
@@ -26,7 +30,7 @@ def two_waves(tmp_path):
 def test_ray_job_equals_in_process_aggregation(local_ray, two_waves):
     paths = [str(p) for p in two_waves.files]
     codebook = str(two_waves.codebook_path)
-    ours, acc = aggregate(AggregateConfig(inputs=paths, codebook=codebook, progress=False))
+    ours, acc = compute(AggregateConfig(inputs=paths, codebook=codebook, progress=False))
     expected, _ = aggregate_files(paths, AggregateInputs.build(load_subpopulations("22"), codebook_path=codebook))
     assert acc.files == 3 and not acc.failed_files
     pd.testing.assert_frame_equal(ours.reset_index(drop=True), expected.reset_index(drop=True))
@@ -56,6 +60,10 @@ def test_failed_file_exits_nonzero_unless_keep_going(local_ray, tmp_path):
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["failed_files"] == [str(tmp_path / "in" / "bad.dta")]
     assert set(read_distributions(tmp_path / "a" / "distributions.parquet").source) == {"good.sav"}
+    result = aggregate(AggregateConfig(out=str(tmp_path / "c"), **base))  # the Python API: what the command exits on
+    assert result.written and result.failed == [str(tmp_path / "in" / "bad.dta")]
+    assert result.summary == json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert len(result.distributions) == len(read_distributions(tmp_path / "c" / "distributions.parquet"))
 
 
 def test_cli_rejects_unknown_key_listing_valid_ones(capsys, tmp_path):

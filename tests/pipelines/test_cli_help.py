@@ -95,3 +95,24 @@ def test_nested_settings_have_flags_of_their_own(tmp_path):
     # The flag beats the YAML, the YAML's other nested keys stay, key=value still reaches in.
     assert (config.lora.r, config.lora.alpha, config.lora.dropout) == (16, 8, 0.1)
     assert config.lora.target_modules == ["q_proj", "k_proj"]
+
+
+@pytest.mark.parametrize("objective, own, others", [
+    ("opinion-kl", ["--init-adapter", "--gamma", "--precision", "--lora-r"], ["--beta", "--student", "--max-chars"]),
+    ("dpo", ["--beta", "--prompt-template", "--load-in-4bit", "--lora-r"], ["--init-adapter", "--student", "--gamma"]),
+    ("distill", ["--student", "--distill-mode", "--vocab-size"], ["--lora-r", "--beta", "--strategy", "--grad-accum"]),
+])
+def test_train_help_lists_only_the_objectives_own_settings(objective, own, others, tmp_path):
+    for argv in (["--objective", objective], [f"objective={objective}"]):
+        text = _help(lambda: cli.main(["train", *argv, "--help"]))
+        assert f"those of --objective {objective}" in text
+        assert all(flag in text for flag in own), [flag for flag in own if flag not in text]
+        assert not [flag for flag in others if flag in text]
+    preset = tmp_path / "preset.yaml"  # a --config file's objective picks the settings too
+    preset.write_text(f"objective: {objective}\n")
+    assert f"those of --objective {objective}" in _help(lambda: cli.main(["train", "--config", str(preset), "--help"]))
+
+
+def test_an_unknown_objective_is_named_with_the_choices(capsys):
+    assert cli.main(["train", "--objective", "ppo", "--train-file", "x.jsonl"]) == 2
+    assert "unknown objective 'ppo'; one of opinion-kl, opinion-wd, dpo, sft, distill" in capsys.readouterr().err

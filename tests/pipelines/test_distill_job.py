@@ -3,11 +3,12 @@
 import pandas as pd
 import pytest
 
-from demoscope.pipelines.cli import main as cli_main
-from demoscope.config import BiasConfig, DistillConfig
 from demoscope.errors import ConfigError
 from demoscope.pipelines import bias as bias_job
 from demoscope.pipelines import distill as distill_job
+from demoscope.pipelines.bias import BiasConfig
+from demoscope.pipelines.cli import main as cli_main
+from demoscope.pipelines.distill import DistillConfig
 
 pytestmark = pytest.mark.ray
 
@@ -17,7 +18,7 @@ def test_planted_teacher_bias_transfers_to_the_distilled_student_only(local_ray,
     out = tmp_path / "study"
     config = DistillConfig(synthetic=1000, planted_bias="race", students=["bow"], epochs=6, lr=5e-3, num_workers=1,
                            out=str(out))
-    assert distill_job.run(config) == 0
+    result = distill_job.distill(config)
     soft = pd.read_parquet(out / "soft_labels.parquet")
     assert list(soft.columns) == ["text", "label", "label_0", "label_1"] and len(soft) == 800
     assert ((soft.label_0 + soft.label_1 - 1).abs() < 1e-6).all()
@@ -32,12 +33,18 @@ def test_planted_teacher_bias_transfers_to_the_distilled_student_only(local_ray,
     assert (accuracy > 0.6).all()
     for name in ("report.md", "bias/gender_bias.png", "bias/race_bias.png", "students/bow-distilled/student/student.json"):
         assert (out / name).exists()
+    # The Python API returns what the files hold.
+    assert result.systems["bow-distilled"] == str(out / "students" / "bow-distilled" / "student")
+    assert result.accuracy.set_index("system")["test_accuracy"].to_dict() == pytest.approx(accuracy.to_dict())
+    assert result.bias.overall.set_index(["system", "comparison"])["mean_delta"].to_dict() == pytest.approx(
+        stats[stats.subset == "all"].set_index(["system", "comparison"])["mean_delta"].to_dict())
 
 
 def test_bias_job_scores_any_system_on_the_eec(tmp_path):
     out = tmp_path / "bias"
-    assert bias_job.run(BiasConfig(systems={"classifier": "tiny:classifier", "lm": "tiny:llama"}, out=str(out))) == 0
+    result = bias_job.bias(BiasConfig(systems={"classifier": "tiny:classifier", "lm": "tiny:llama"}, out=str(out)))
     scores = pd.read_parquet(out / "eec_scores.parquet")
+    pd.testing.assert_frame_equal(result.scored, scores)
     assert len(scores) == 8640 and scores[["classifier", "lm"]].apply(lambda c: c.between(0, 1).all()).all()
     stats = pd.read_csv(out / "bias_statistics.csv")
     assert set(stats.system) == {"classifier", "lm"} and set(stats.comparison) == {"gender", "race"}

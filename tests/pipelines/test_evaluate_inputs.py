@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.pipelines.cli import main as cli_main
-from demoscope.config import EvaluateConfig
 from demoscope.errors import ConfigError, SurveyFormatError
 from demoscope.metrics import ordinal_wasserstein, uniform_baseline
 from demoscope.metrics.opinion import human_distribution
 from demoscope.pipelines import evaluate as evaluate_job
+from demoscope.pipelines.cli import main as cli_main
+from demoscope.pipelines.evaluate import EvaluateConfig
 from demoscope.pipelines.prepare import write_split
 from demoscope.surveys import write_distributions
 from demoscope.surveys.finetuning import build_finetuning_frame, evaluation_rows

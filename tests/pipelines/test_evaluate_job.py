@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.config import EvaluateConfig
 from demoscope.metrics import ordinal_wasserstein, uniform_baseline
 from demoscope.metrics.opinion import human_distribution
 from demoscope.models import TransformersOptionScorer, load_causal_lm
 from demoscope.models.names import resolve_model
 from demoscope.pipelines import evaluate as evaluate_job
+from demoscope.pipelines.evaluate import EvaluateConfig
 from demoscope.surveys.prompts import unsteered_prompt
 
 pytestmark = pytest.mark.ray

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.config import EvaluateConfig
 from demoscope.pipelines import evaluate as evaluate_job
+from demoscope.pipelines.evaluate import EvaluateConfig
 
 
 def _write_predictions(folder, seed=0, order_seed=None):

@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.config import GenerateConfig
 from demoscope.decoding import Guide, SamplingParams, generate, gold_rewards, load_reward_model
 from demoscope.errors import ConfigError
 from demoscope.models import load_causal_lm
 from demoscope.models.names import resolve_model
 from demoscope.pipelines import generate as generate_job
+from demoscope.pipelines.generate import GenerateConfig
 
 PROMPTS = ["I watched this film and", "The acting was", "My family thought the story", "Halfway through, the plot"]
 
@@ -25,7 +25,7 @@ def config(tmp_path, adapter, **overrides) -> GenerateConfig:
 @pytest.mark.ray
 def test_every_method_runs_on_ray_data_and_matches_the_library(local_ray, random_adapter, tmp_path, capsys):
     cfg = config(tmp_path, random_adapter)
-    assert generate_job.run(cfg) == 0
+    result = generate_job.generate_all(cfg)
     assert f"generating: {len(PROMPTS)}/{len(PROMPTS)} prompts (100%)" in capsys.readouterr().out  # progress without -v
     out = tmp_path / "out"
     rows = pd.read_parquet(out / "generations")
@@ -45,6 +45,7 @@ def test_every_method_runs_on_ray_data_and_matches_the_library(local_ray, random
     recomputed = gold_rewards(classifier, reward_tok, list(rows.prompt), list(rows.response))
     assert np.allclose(rows["gold_reward"], recomputed, atol=1e-5)
     summary = pd.read_csv(out / "summary.csv").set_index("method")
+    pd.testing.assert_frame_equal(result.summary.set_index("method"), summary, check_dtype=False)
     assert summary.loc["bon3", "gold_reward"] == pytest.approx(rows[rows.method == "bon3"].gold_reward.mean())
     for name in ("report.md", "rewards.png", "metrics.json", "config.yaml"):
         assert (out / name).exists()

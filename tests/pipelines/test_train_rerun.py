@@ -6,19 +6,19 @@ from pathlib import Path
 import pytest
 
 from demoscope.config import save_config
-from demoscope.config.train import TrainConfig
 from demoscope.errors import ConfigError
 from demoscope.pipelines import train as train_job
+from demoscope.pipelines.train_opinion import OpinionTrainConfig
 from demoscope.training.resume import SNAPSHOT
 
 
-def config(tmp_path, **overrides) -> TrainConfig:
+def config(tmp_path, **overrides) -> OpinionTrainConfig:
     (tmp_path / "train.parquet").touch()
     settings = dict(train_file=str(tmp_path / "train.parquet"), out=str(tmp_path / "out"), epochs=5, lr=1e-3)
-    return TrainConfig(**{**settings, **overrides})
+    return OpinionTrainConfig(**{**settings, **overrides})
 
 
-def earlier_run(cfg: TrainConfig, adapter_r: int = 8, config_yaml: bool = True):
+def earlier_run(cfg: OpinionTrainConfig, adapter_r: int = 8, config_yaml: bool = True):
     """OUT as a finished run leaves it: config.yaml, one registered checkpoint with its adapter, logs and exports."""
     out = Path(cfg.out)
     if config_yaml:

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
+from demoscope.errors import ConfigError
 from demoscope.selection.first_order import FirstOrderEstimator, FirstOrderSettings
 from demoscope.selection.gradients import projected_gradients
-from demoscope.errors import ConfigError
 from demoscope.selection.opinion_sources import (
     build_opinion_world,
     modal_targets,

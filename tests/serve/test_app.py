@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import requests
 
-from demoscope.config import ServeConfig
 from demoscope.metrics import ordinal_wasserstein
 from demoscope.models import TransformersOptionScorer, load_causal_lm
 from demoscope.models.names import resolve_model
+from demoscope.serve.config import ServeConfig
 from demoscope.surveys.item_prompts import item_prompt
 
 pytestmark = pytest.mark.ray

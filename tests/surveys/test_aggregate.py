@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.surveys import AggregateInputs, CountAccumulator, aggregate_files, finalize, load_subpopulations, reduce_file
+from demoscope.surveys import (
+    AggregateInputs,
+    CountAccumulator,
+    aggregate_files,
+    finalize,
+    load_subpopulations,
+    reduce_file,
+)
 
 from .conftest import atp_frame, gss_frame, write_atp
 

@@ -53,7 +53,12 @@ from hypothesis import HealthCheck, given, settings, target
 from hypothesis import strategies as st
 
 from demoscope.surveys import (
-    AggregateInputs, CountAccumulator, aggregate_files, finalize, load_subpopulations, reduce_file,
+    AggregateInputs,
+    CountAccumulator,
+    aggregate_files,
+    finalize,
+    load_subpopulations,
+    reduce_file,
 )
 
 # --- group definitions, as data (from specs/atp.yaml and specs/gss.yaml, the 22-group table) ---

@@ -7,11 +7,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from demoscope.pipelines.cli import main as cli_main
 from demoscope.errors import ConfigError, SurveyFormatError
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.surveys import write_distributions
 from demoscope.surveys.finetuning import (
-    OUTPUT_COLUMNS, build_finetuning_frame, prepare_splits, screen_distributions, split_questions,
+    OUTPUT_COLUMNS,
+    build_finetuning_frame,
+    prepare_splits,
+    screen_distributions,
+    split_questions,
 )
 
 GROUPS = [("CREGION", "Northeast"), ("CREGION", "South"), ("POLPARTY", "Democrat"),

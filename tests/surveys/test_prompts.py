@@ -7,7 +7,12 @@ from demoscope.errors import SpecError
 from demoscope.surveys.finetuning import build_finetuning_frame
 from demoscope.surveys.metadata import load_codebook
 from demoscope.surveys.prompts import (
-    SteeringType, generate_mcq, load_steering_prompts, render_prompt, steering_group, steering_prefix,
+    SteeringType,
+    generate_mcq,
+    load_steering_prompts,
+    render_prompt,
+    steering_group,
+    steering_prefix,
 )
 
 CARRYGUN_MCQ = (

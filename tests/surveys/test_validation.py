@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from demoscope.pipelines.cli import main as cli_main
 from demoscope.errors import SurveyFormatError
+from demoscope.pipelines.cli import main as cli_main
 from demoscope.surveys import read_distributions, write_distributions
-from demoscope.surveys.output import to_subpop_csv_frame
 from demoscope.surveys.finetuning import build_finetuning_frame, read_split, screen_distributions
+from demoscope.surveys.output import to_subpop_csv_frame
 from demoscope.surveys.validation import MAX_SHOWN, SUM_TOLERANCE, check_distributions, check_split
 
 GROUPS = [("CREGION", "Northeast"), ("CREGION", "South"), ("POLPARTY", "Democrat")]
@@ -293,3 +293,28 @@ def test_lists_written_from_numpy_2_scalars_are_read_as_their_numbers(tmp_path):
     check_distributions(read, "numpy2.csv")
     assert read["responses"].tolist() == distributions()["responses"].tolist()
     assert read["ordinal"].tolist() == [[1, 2, 3]] * len(read)
+
+
+def test_split_and_distributions_files_that_cannot_be_read_are_config_errors_naming_the_file(tmp_path):
+    from demoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"prepared split .*none\.csv does not exist \(write it with `demoscope prepare`"):
+        read_split(tmp_path / "none.csv")
+    (tmp_path / "s.csv").write_text("qkey,input_prompt\nQ1,a\nQ2,b,c\n")
+    with pytest.raises(ConfigError, match=r"prepared split .*s\.csv cannot be read: .*Expected 2 fields in line 3"):
+        read_split(tmp_path / "s.csv")
+    (tmp_path / "s.tsv").write_text("qkey\tinput_prompt\n")
+    with pytest.raises(ConfigError, match=r"s\.tsv: unsupported suffix '\.tsv' \(\.parquet, \.csv\)"):
+        read_split(tmp_path / "s.tsv")
+    (tmp_path / "d.parquet").write_bytes(b"PAR1")
+    with pytest.raises(ConfigError, match=r"distributions file .*d\.parquet cannot be read: "):
+        read_distributions(tmp_path / "d.parquet")
+
+
+def test_csv_keys_stay_text_in_splits_and_distributions(tmp_path):
+    frame = distributions(1).assign(qkey="0123")
+    write_distributions(frame, tmp_path)
+    assert set(read_distributions(tmp_path / "distributions.csv").qkey) == {"0123"}
+    split = build_finetuning_frame(frame, "QA", shuffle=False)
+    write_split(split, tmp_path / "s.csv")
+    assert set(read_split(tmp_path / "s.csv").qkey) == {"0123"}

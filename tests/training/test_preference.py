@@ -67,6 +67,13 @@ def test_empty_value_names_the_file_row_and_column(tmp_path, suffix):
         read_preferences(path)
 
 
+def test_csv_cells_are_read_as_the_text_they_hold(tmp_path):
+    path = tmp_path / "p.csv"
+    cells = {"prompt": ["NA", "2024"], "chosen": ["None", "null"], "rejected": ["1", "007"]}
+    pd.DataFrame(cells).to_csv(path, index=False)
+    assert read_preferences(path).to_dict("list") == cells
+
+
 def test_non_string_value_is_refused(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text(json.dumps({"prompt": "Q?", "chosen": 3, "rejected": "no"}) + "\n")

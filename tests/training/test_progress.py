@@ -5,6 +5,9 @@ import json
 
 import pytest
 
+from demoscope.pipelines.train_distill import epoch_summary as student_epoch_summary
+from demoscope.pipelines.train_opinion import epoch_summary as opinion_epoch_summary
+from demoscope.pipelines.train_preference import epoch_summary as trl_epoch_summary
 from demoscope.training.progress import (
     ProgressClock,
     ProgressPrinter,
@@ -59,13 +62,14 @@ def test_lines_show_one_based_epochs_losses_and_timing():
     step = format_record(step_record(progress, epoch=0, epochs=2, step=3, steps=10, loss=0.56789, done_steps=3))
     assert step == "epoch 1/2  step 3/10  loss 0.5679  elapsed 12s  ETA 1m08s"  # 17 steps left at 4 s each
     metrics = {"epoch": 1, "train_kl": 0.5, "train_wd": 0.25, "val_kl": 0.4, "val_wd": 0.2, "lr": 1e-3}
-    done = format_record(epoch_record(progress, 2, metrics, done_steps=20))
+    done = format_record(epoch_record(progress, 2, metrics, done_steps=20, summary=opinion_epoch_summary(metrics)))
     assert done == "epoch 2/2 done: train kl 0.5000 wd 0.2500  val kl 0.4000 wd 0.2000  lr 1.00e-03  elapsed 12s  ETA 0s"
 
 
 def test_trl_epochs_are_already_counted_from_one():
     progress = ProgressClock(total_steps=8, clock=FakeClock())
-    line = format_record(epoch_record(progress, 2, {"epoch": 1.0, "loss": 0.7, "eval_loss": 0.65}, done_steps=4))
+    metrics = {"epoch": 1.0, "loss": 0.7, "eval_loss": 0.65}
+    line = format_record(epoch_record(progress, 2, metrics, done_steps=4, summary=trl_epoch_summary(metrics)))
     assert line.startswith("epoch 1/2 done: loss 0.7000  eval_loss 0.6500")
 
 
@@ -74,7 +78,8 @@ def test_printer_writes_plain_flushed_lines_and_a_json_log(tmp_path):
     printer = ProgressPrinter(tmp_path / "progress.jsonl", stream=stream)
     progress = ProgressClock(total_steps=4, clock=FakeClock())
     records = [step_record(progress, 0, 2, 1, 2, 0.5, 1),
-               epoch_record(progress, 2, {"epoch": 0, "train_loss": 0.4, "train_accuracy": 0.9}, 2)]
+               epoch_record(progress, 2, {"epoch": 0, "train_loss": 0.4, "train_accuracy": 0.9}, 2,
+                            student_epoch_summary({"train_loss": 0.4, "train_accuracy": 0.9}))]
     for record in records:
         printer.show(record)
     assert stream.getvalue().splitlines() == [format_record(r) for r in records]
@@ -91,8 +96,8 @@ def test_a_long_line_on_a_narrow_terminal_wraps_instead_of_being_cut(monkeypatch
     monkeypatch.setenv("COLUMNS", "40")
     stream = FakeTerminal()
     progress = ProgressClock(total_steps=4, clock=FakeClock())
-    record = epoch_record(progress, 2, {"epoch": 0, "train_kl": 0.5, "train_wd": 0.25, "val_kl": 0.4, "val_wd": 0.2,
-                                        "lr": 1e-3}, 2)
+    metrics = {"epoch": 0, "train_kl": 0.5, "train_wd": 0.25, "val_kl": 0.4, "val_wd": 0.2, "lr": 1e-3}
+    record = epoch_record(progress, 2, metrics, 2, opinion_epoch_summary(metrics))
     ProgressPrinter(stream=stream).show(record)
     assert "".join(stream.getvalue().split()) == "".join(format_record(record).split())
 

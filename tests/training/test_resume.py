@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from demoscope.config.train import TrainConfig
+from demoscope.pipelines.train import train_config
 from demoscope.training.lora import LoraSettings
 from demoscope.training.resume import (
     SNAPSHOT,
@@ -23,7 +23,7 @@ from demoscope.training.schedules import make_scheduler
 
 
 def settings(**overrides) -> dict:
-    return TrainConfig(**{"train_file": "/data/train.parquet", **overrides}).model_dump(mode="json")
+    return train_config({"train_file": "/data/train.parquet", **overrides}).model_dump(mode="json")
 
 
 def test_differences_that_shape_a_run_are_listed_by_the_key_a_user_types():
@@ -32,7 +32,7 @@ def test_differences_that_shape_a_run_are_listed_by_the_key_a_user_types():
 
 
 def test_settings_that_do_not_shape_a_run_may_change_on_resume():
-    resumed = settings(max_failures=9, progress=False, restart=True, out="/moved", gradient_checkpointing=True,
+    resumed = settings(max_failures=9, restart=True, out="/moved", gradient_checkpointing=True,
                        val_batch_size=3)
     assert run_differences(settings(), resumed) == {}
     assert run_differences(settings(), settings(num_workers=4)) == {"num_workers": (2, 4)}  # global batch, steps

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from demoscope.config import SelectConfig
 from demoscope.selection import storage
 from demoscope.tune import select as select_job
+from demoscope.tune.select import SelectConfig
 
 pytestmark = pytest.mark.ray
 
@@ -47,7 +47,7 @@ def test_subpop_topics_are_selected_for_target_groups_and_verified_with_the_trai
     config = SelectConfig(task="subpop", sources="topic", topics=str(topics_file), train_file=str(prepared["train"]),
                           val_file=str(prepared["val"]), target_groups=["POLPARTY=Democrat", "Republican"], meta_steps=5,
                           project_dim=32, n_subsets=6, verify=2, verify_epochs=1, out=str(out))
-    assert select_job.run(config) == 0
+    outcome = select_job.select(config)
     labels = source_labels(train, "topic", str(topics_file))
     topics = sorted(labels.unique())
     assert sorted(storage.list_sources(out / "gradients")) == topics
@@ -55,7 +55,7 @@ def test_subpop_topics_are_selected_for_target_groups_and_verified_with_the_trai
     assert sorted(scores.source) == topics == ["topic-0", "topic-1", "topic-2"] and scores.samples.sum() == len(train)
     verification = pd.read_csv(out / "verification.csv").set_index("check")
     selected = verification.loc["selected", "subset"].split(",")
-    assert selected == json.loads((out / "metrics.json").read_text())["selected"]
+    assert selected == json.loads((out / "metrics.json").read_text())["selected"] == list(outcome.selected)
     others = min(2, math.comb(3, len(selected)) - 1)  # distinct random subsets of the selection's size
     assert list(verification.index) == ["selected"] + [f"random-{i}" for i in range(others)]
     # Each check is a real run of the train job from the meta-trained adapter, on exactly its subset's rows.
@@ -114,3 +114,33 @@ def test_each_distinct_subset_is_estimated_once_across_ensembles_and_greedy_roun
     lines = printed.getvalue().splitlines()
     assert lines[0] == "random ensemble: 4 subsets, 2 distinct, 2 to estimate as Tune trials (0 already estimated)"
     assert lines[1] == "greedy round 2/4: 3 subsets, 3 distinct, 1 to estimate as Tune trials (2 already estimated)"
+
+
+def test_greedy_rounds_run_as_one_tune_experiment_each_named_by_round(monkeypatch, tmp_path):
+    """No Ray here: the library's greedy search asks the job's cache for a round; each becomes one experiment."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from demoscope.selection.search import GreedyStep, greedy_forward_selection
+
+    loss = {"a": 3.0, "b": 1.0, "c": 2.0}
+    experiments = []
+
+    def recorded(subsets, world, root, out, name, concurrent):
+        experiments.append((name, subsets))
+        return [{"subset": s, "estimated_loss": sum(loss[x] for x in s) / len(s) ** 2, "seconds": 0.1}
+                for s in subsets]
+
+    monkeypatch.setattr(select_job, "_run_trials", recorded)
+    printed = io.StringIO()
+    world = SimpleNamespace(sources={name: [] for name in loss})
+    cache = select_job.EstimateCache(world, "root", tmp_path, 1, Console(file=printed, width=200))
+    result = greedy_forward_selection(list(loss), cache.greedy_round)
+    # b (1.0), then b+c (0.75), then b+c+a (6/9) beats 0.75: all three, in the order added.
+    assert result.selected == ["b", "c", "a"] and result.history[-1] == GreedyStep(2, "a", 6 / 9)
+    assert experiments == [("greedy-0", [["a"], ["b"], ["c"]]), ("greedy-1", [["b", "a"], ["b", "c"]]),
+                           ("greedy-2", [["b", "c", "a"]])]
+    assert [line.split(":")[0] for line in printed.getvalue().splitlines()] == [
+        "greedy round 1/3", "greedy round 2/3", "greedy round 3/3"]

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from demoscope.config import SweepConfig
 from demoscope.errors import ConfigError
 from demoscope.tune import sweep as sweep_job
 from demoscope.tune.space import load_space, trial_settings
+from demoscope.tune.sweep import SweepConfig
 
 
 def write(path, data):
@@ -56,13 +56,14 @@ def test_asha_sweep_runs_one_train_run_per_trial_and_exports_the_best(local_ray,
     config = SweepConfig(base="configs/tiny-demo.yaml", space=str(space), scheduler="asha", grace_period=1,
                          set=[f"train_file={prepared['train']}", f"val_file={prepared['val']}", "epochs=2",
                               "num_workers=1", "batch_size=16"], out=str(out))
-    assert sweep_job.run(config) == 0
+    result = sweep_job.sweep(config)
     trials = pd.read_csv(out / "trials.csv")
     assert sorted(trials["lr"]) == [1e-4, 5e-3] and trials["val_loss"].notna().all()
     best = json.loads((out / "best" / "metrics.json").read_text())["best"]
     reported = pd.concat([pd.read_csv(p) for p in (out / "tune" / "sweep").glob("*/progress.csv")])
     assert best["val_loss"] == pytest.approx(reported["val_loss"].min())
     assert (out / "best" / "adapter" / "adapter_model.safetensors").exists()
+    assert result.best == best and result.artifact == out.resolve() / "best" / "adapter"
     best_lr = yaml.safe_load((out / "best" / "config.yaml").read_text())["lr"]
     assert best_lr == trials.set_index("trial_id").loc[best["trial_id"], "lr"]
     for trial in trials.itertuples():

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from demoscope.config import SweepConfig
 from demoscope.errors import ConfigError
 from demoscope.tune import sweep as sweep_job
+from demoscope.tune.sweep import SweepConfig
 
 pytestmark = pytest.mark.ray
 

@@ -15,11 +15,13 @@ import requests
 
 pytest.importorskip("vllm")
 
-from demoscope.config import EvaluateConfig, OpinionDistillConfig, ServeConfig  # noqa: E402
 from demoscope.models import TransformersOptionScorer, load_causal_lm  # noqa: E402
 from demoscope.models.names import resolve_model  # noqa: E402
 from demoscope.pipelines import distill_opinions as distill_job  # noqa: E402
 from demoscope.pipelines import evaluate as evaluate_job  # noqa: E402
+from demoscope.pipelines.distill_opinions import OpinionDistillConfig  # noqa: E402
+from demoscope.pipelines.evaluate import EvaluateConfig  # noqa: E402
+from demoscope.serve.config import ServeConfig  # noqa: E402
 from demoscope.surveys.item_prompts import item_prompt  # noqa: E402
 
 from .test_option_scorer import TOLERANCE  # noqa: E402

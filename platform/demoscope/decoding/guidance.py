@@ -29,8 +29,9 @@ from typing import Any, ContextManager
 
 import torch
 
-from demoscope.decoding.lm import cache_kwarg, common_prefix_length, encode, forward
+from demoscope.decoding.lm import cache_kwarg, encode, forward
 from demoscope.errors import ModelError
+from demoscope.models.scoring import common_prefix_length
 
 # SmallModel.adapter default: run the model as it is (whatever adapter is active, if any).
 AS_IS = "<as-is>"

@@ -93,15 +93,6 @@ def encode(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
 
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """Number of leading positions where ``a`` and ``b`` agree."""
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
 def response_text(tokenizer: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> str:
     """The response's text: ``decode(prompt + response)`` minus ``decode(prompt)``, special tokens dropped.
 

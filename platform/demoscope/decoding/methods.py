@@ -16,7 +16,7 @@ from typing import Any
 
 from demoscope.decoding.chunks import ChunkSampler, TransformersChunkSampler
 from demoscope.decoding.eft import eft_sample
-from demoscope.decoding.guidance import Guide, GuidanceScorer, guidance_scores
+from demoscope.decoding.guidance import GuidanceScorer, Guide, guidance_scores
 from demoscope.decoding.lm import encode, response_text
 from demoscope.decoding.sampling import SamplingParams, derive_seed, make_generator
 from demoscope.decoding.search import chunk_beam_search

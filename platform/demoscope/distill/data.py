@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from demoscope.errors import ConfigError
+from demoscope.tables import read_table
 
 
 def read_labelled(path: str | Path, soft: bool = False) -> pd.DataFrame:
@@ -16,15 +17,7 @@ def read_labelled(path: str | Path, soft: bool = False) -> pd.DataFrame:
     Errors name the file and, for bad values, the first offending row.
     """
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"labelled text file {path} does not exist")
-    readers = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
-    if path.suffix.lower() not in readers:
-        raise ConfigError(f"labelled text file {path}: unsupported suffix {path.suffix!r} (.csv, .jsonl, .parquet)")
-    try:
-        frame = readers[path.suffix.lower()](path)
-    except (ValueError, OSError) as error:
-        raise ConfigError(f"labelled text file {path} cannot be read: {error}") from None
+    frame = read_table(path, "labelled text file", (".csv", ".jsonl", ".parquet"))
     needed = ["text", "label"] + (["label_0", "label_1"] if soft else [])
     missing = [c for c in needed if c not in frame.columns]
     if missing:

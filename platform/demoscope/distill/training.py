@@ -139,6 +139,7 @@ def epoch_metrics(sums: dict[str, float], epoch: int) -> dict[str, float]:
     return {"epoch": epoch, "loss": sums["loss_sum"] / n, "accuracy": sums["correct"] / n, "n": sums["n"]}
 
 
+
 def check_mode(mode: str, teacher_probs: Any, alpha: float, temperature: float) -> None:
     """Raise :class:`ConfigError` for an unknown mode, a missing teacher, or alpha/temperature out of range."""
     if mode not in MODES:

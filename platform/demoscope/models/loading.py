@@ -108,9 +108,8 @@ def load_causal_lm(
         if not device.startswith("cuda"):
             raise ModelError(f"load_in_4bit needs a CUDA GPU (bitsandbytes); device is {device!r}")
         try:
-            from transformers import BitsAndBytesConfig
-
             import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
         except ImportError:
             raise ModelError("load_in_4bit needs bitsandbytes; install the project's `gpu` extra") from None
         kwargs["quantization_config"] = BitsAndBytesConfig(

@@ -138,7 +138,12 @@ class OptionScorer(Protocol):
         ...
 
 
-def _common_prefix_len(a: list[int], b: list[int]) -> int:
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    """Number of leading positions where ``a`` and ``b`` agree.
+
+    Here (not in :mod:`demoscope.decoding`) because decoding imports models,
+    never the reverse: batch planning and the guidance score both use it.
+    """
     n = min(len(a), len(b))
     for i in range(n):
         if a[i] != b[i]:
@@ -165,7 +170,7 @@ def plan_batches(ids: list[list[int]], batch_size: int) -> list[tuple[list[int],
     """
     order = sorted(range(len(ids)), key=ids.__getitem__)
     seqs = [ids[i] for i in order]
-    links = [min(_common_prefix_len(a, b), len(a) - 1, len(b) - 1) for a, b in zip(seqs, seqs[1:])] + [0]
+    links = [min(common_prefix_length(a, b), len(a) - 1, len(b) - 1) for a, b in zip(seqs, seqs[1:])] + [0]
     batches: list[tuple[list[int], int]] = []
     members: list[int] = []
     shared = 0
@@ -292,31 +297,42 @@ class TransformersOptionScorer:
                 out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
         return out
 
+
+def scorers_by_adapter(path: str, adapters: dict[str, str] | None, backend: str, batch_size: int = 16,
+                       letter_logprobs: str = "auto", top_k: int = 128) -> dict[str | None, OptionScorer]:
+    """One model on one engine with its LoRA adapters: ``{None: base model, name: that adapter on, ...}``.
+
+    The one place that picks the option scorer's engine. ``backend`` is
+    ``"transformers"`` or ``"vllm"`` (resolve ``"auto"`` first with
+    :func:`demoscope.models.names.choose_backend`). vLLM starts one engine
+    sized for all the adapters and serves each as a LoRA request on it
+    (``letter_logprobs`` and ``top_k`` choose how it reads the letters, see
+    :mod:`demoscope.models.vllm_scoring`); Transformers loads one PEFT model
+    and switches adapters per call. All scorers share the base weights.
+    """
+    adapters = dict(adapters or {})
+    if backend == "vllm":
+        from demoscope.models.vllm_scoring import VLLMOptionScorer
+
+        base = VLLMOptionScorer.create(path, adapters or None, letter_logprobs, top_k)
+        return {None: base, **{name: base.with_adapter(name, folder) for name, folder in adapters.items()}}
+    from demoscope.models.loading import load_causal_lm
+
+    lm, tokenizer = load_causal_lm(path, adapters=adapters or None)
+    return {None: TransformersOptionScorer(lm, tokenizer, batch_size, adapter=None),
+            **{name: TransformersOptionScorer(lm, tokenizer, batch_size, adapter=name) for name in adapters}}
+
+
 def option_scorers(path: str, adapter: str | None, backend: str, batch_size: int = 16, compare_base: bool = False,
                    letter_logprobs: str = "auto", top_k: int = 128) -> dict[str, OptionScorer]:
     """Scorers for one model on one engine: ``{"model"}`` without an adapter, else ``{"tuned"}`` (+ ``"base"``).
 
-    ``backend`` is ``"transformers"`` or ``"vllm"`` (the adapter is served
-    as a LoRA request on the same engine; ``letter_logprobs`` and ``top_k``
-    choose how vLLM reads the letters, see
-    :mod:`demoscope.models.vllm_scoring`). With ``compare_base`` the base
-    model shares the tuned one's weights: the adapter switched off, or no
-    LoRA request.
+    :func:`scorers_by_adapter` with at most one adapter, named for the
+    evaluation's columns. With ``compare_base`` the base model shares the
+    tuned one's weights: the adapter switched off, or no LoRA request.
     """
-    if backend == "vllm":
-        from demoscope.models.vllm_scoring import VLLMOptionScorer
-
-        engine = VLLMOptionScorer.create(path, {"adapter": adapter} if adapter else None, letter_logprobs, top_k)
-        if adapter is None:
-            return {"model": engine}
-        tuned = engine.with_adapter("adapter", adapter)
-        return {"tuned": tuned, **({"base": engine} if compare_base else {})}
-    from demoscope.models.loading import load_causal_lm
-
-    lm, tokenizer = load_causal_lm(path, adapters={"adapter": adapter} if adapter else None)
+    scorers = scorers_by_adapter(path, {"adapter": adapter} if adapter else None, backend, batch_size,
+                                 letter_logprobs, top_k)
     if adapter is None:
-        return {"model": TransformersOptionScorer(lm, tokenizer, batch_size)}
-    scorers = {"tuned": TransformersOptionScorer(lm, tokenizer, batch_size, adapter="adapter")}
-    if compare_base:
-        scorers["base"] = TransformersOptionScorer(lm, tokenizer, batch_size, adapter=None)
-    return scorers
+        return {"model": scorers[None]}
+    return {"tuned": scorers["adapter"], **({"base": scorers[None]} if compare_base else {})}

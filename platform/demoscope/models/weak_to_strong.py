@@ -1,7 +1,8 @@
 """Weak-to-strong opinion steering: a small tuned/untuned pair reweights a large model's option distribution.
 
-Emulated fine-tuning (``reference/politune-w2s-gradex-distillation.md`` part B)
-applied to one multiple-choice step instead of a token sequence:
+Emulated fine-tuning (Mitchell et al., 2023, "An Emulator for Fine-Tuning Large
+Language Models using Small Language Models", arXiv:2310.12962) applied to one
+multiple-choice step instead of a token sequence:
 
     p(k)  ∝  p_large(k) * (p_tuned(k) / p_untuned(k)) ** beta
 
@@ -9,6 +10,9 @@ so what fine-tuning taught the small model (its tuned/untuned log-ratio) is
 added to the large model's answer without tuning the large one. ``beta=0``
 gives the large model back; with an uninformative large model (uniform),
 ``beta=1`` gives the small pair's ratio.
+
+:func:`weak_to_strong_scorers` builds the three scorers, :func:`steer`
+combines their answers; ``demoscope evaluate --guide-model`` uses both.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from demoscope.models.scoring import OptionScorer, option_scorers
 
 # Scored letters can get probability 0 (a vLLM top-k miss): floor them so the ratio stays finite.
 _FLOOR = 1e-12
@@ -31,25 +37,25 @@ def reweight(p_large: Sequence[float], p_tuned: Sequence[float], p_untuned: Sequ
     return weights / weights.sum()
 
 
-class WeakToStrongScorer:
-    """An option scorer (same protocol) that steers ``large`` with the ``tuned``/``untuned`` pair.
+def weak_to_strong_scorers(large: str, small: str, small_adapter: str, backend: str, batch_size: int = 16,
+                           letter_logprobs: str = "auto", top_k: int = 128) -> dict[str, OptionScorer]:
+    """The three option scorers steering needs: ``{"large", "small_tuned", "small_untuned"}``.
 
-    All three are option scorers over the same prompts; each tokenises for
-    itself, so the small models may use a different tokenizer from the large
-    one. The reported letter mass is the large model's.
+    ``large`` and ``small`` are model paths (already resolved). The large
+    model runs on ``backend`` (vLLM on GPU); the small pair always runs in
+    Transformers (small and cheap): one PEFT model with ``small_adapter``
+    switched on and off. Each scorer tokenises for itself, so the small
+    models may use another tokenizer than the large one. Score each and
+    combine their answers with :func:`steer`.
     """
+    (large_scorer,) = option_scorers(large, None, backend, batch_size, False, letter_logprobs, top_k).values()
+    pair = option_scorers(small, small_adapter, "transformers", batch_size, compare_base=True)
+    return {"large": large_scorer, "small_tuned": pair["tuned"], "small_untuned": pair["base"]}
 
-    def __init__(self, large, tuned, untuned, beta: float = 1.0):
-        self.large, self.tuned, self.untuned, self.beta = large, tuned, untuned, beta
-        self.zero_mass_count = 0
 
-    def score(self, prompts: Sequence[str], n_options: Sequence[int]) -> list[np.ndarray]:
-        """Per prompt, the steered distribution over its first ``n_options`` letters."""
-        return self.score_with_mass(prompts, n_options)[0]
-
-    def score_with_mass(self, prompts: Sequence[str], n_options: Sequence[int]) -> tuple[list[np.ndarray], np.ndarray]:
-        """``score`` plus the large model's pre-normalisation letter mass."""
-        large, masses = self.large.score_with_mass(prompts, n_options)
-        tuned, untuned = self.tuned.score(prompts, n_options), self.untuned.score(prompts, n_options)
-        self.zero_mass_count += int((masses == 0).sum())
-        return [reweight(a, b, c, self.beta) for a, b, c in zip(large, tuned, untuned)], masses
+def steer(large: Sequence[Sequence[float]], tuned: Sequence[Sequence[float]], untuned: Sequence[Sequence[float]],
+          beta: float) -> list[np.ndarray]:
+    """Per question, :func:`reweight` of the three models' distributions (lists of equal length)."""
+    if not len(large) == len(tuned) == len(untuned):
+        raise ValueError(f"got {len(large)} large, {len(tuned)} tuned and {len(untuned)} untuned distributions")
+    return [reweight(a, b, c, beta) for a, b, c in zip(large, tuned, untuned)]

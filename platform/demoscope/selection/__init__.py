@@ -29,17 +29,15 @@ from demoscope.selection.gradients import (
 )
 from demoscope.selection.projection import RademacherProjection
 from demoscope.selection.search import (
+    comparison_subsets,
     ensemble_scores,
     greedy_forward_selection,
-    random_ensemble,
     sample_subsets,
-    select_top,
 )
 
 __all__ = [
     "ApproximationError", "FirstOrderEstimator", "FirstOrderSettings", "RademacherProjection", "SubsetDelta",
-    "approximation_error", "check_first_order", "clamped_log_odds", "ensemble_scores", "fit_logistic",
-    "gradient_dim", "gradient_parameter_names", "greedy_forward_selection", "per_sample_gradients",
-    "per_sample_gradients_loop", "projected_gradients", "random_ensemble", "sample_subsets", "select_top",
-    "solve_delta",
+    "approximation_error", "check_first_order", "clamped_log_odds", "comparison_subsets", "ensemble_scores",
+    "fit_logistic", "gradient_dim", "gradient_parameter_names", "greedy_forward_selection", "per_sample_gradients",
+    "per_sample_gradients_loop", "projected_gradients", "sample_subsets", "solve_delta",
 ]

@@ -1,24 +1,26 @@
 """Subset search over sources: random-ensemble scoring and greedy forward selection (GradEx §C.1 step 6).
 
-Both take ``evaluate_subset(subset) -> float``, where ``subset`` is a tuple of
-source names in the order the sources were given, so the caller decides what
-one estimate is (a :class:`~demoscope.selection.first_order.FirstOrderEstimator`,
-a real fine-tuning run, or a Ray Tune trial around either). For a parallel
-random ensemble, draw the subsets with :func:`sample_subsets`, evaluate them
-anywhere, and combine with :func:`ensemble_scores`.
+A subset's value is whatever the caller estimates for it (a
+:class:`~demoscope.selection.first_order.FirstOrderEstimator` loss, a real
+fine-tuning run, or a Ray Tune trial around either). For the random ensemble,
+draw the subsets with :func:`sample_subsets`, evaluate them anywhere, and
+combine with :func:`ensemble_scores`. :func:`greedy_forward_selection` asks
+for a whole round of candidate subsets at once, so a caller can run each
+round in parallel (the select job runs it as one Tune experiment).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from demoscope.errors import ConfigError
 
-SubsetEvaluator = Callable[[tuple], float]
+SubsetsEvaluator = Callable[[list[tuple]], Sequence[float]]
 
 
 def _subset_count(n_sources: int, subset_size: int | float) -> int:
@@ -67,85 +69,62 @@ def ensemble_scores(sources: Sequence[Hashable], subsets: Sequence[Iterable[Hash
     return {s: float(scores[i]) for s, i in index.items()}
 
 
-@dataclass
-class EnsembleResult:
-    """Scores per source, how many evaluated subsets contained each, and every (subset, value)."""
+class GreedyStep(NamedTuple):
+    """One round: its index (0-based), the round's best candidate and that candidate's value."""
 
-    scores: dict
-    counts: dict
-    subsets: list[tuple]
-    values: list[float]
-
-    def ranking(self, higher_is_better: bool = True) -> list:
-        """Sources best first; NaN scores (never sampled) last."""
-        return rank(self.scores, higher_is_better)
-
-
-def random_ensemble(
-    sources: Sequence[Hashable],
-    evaluate_subset: SubsetEvaluator,
-    n_subsets: int,
-    subset_size: int | float = 0.5,
-    seed: int = 0,
-) -> EnsembleResult:
-    """Evaluate ``n_subsets`` random subsets one after another and score every source by :func:`ensemble_scores`."""
-    sources = list(sources)
-    if len(set(sources)) != len(sources):
-        raise ConfigError("source names must be unique")
-    subsets = [tuple(sources[i] for i in idx) for idx in sample_subsets(len(sources), n_subsets, subset_size, seed)]
-    values = [float(evaluate_subset(subset)) for subset in subsets]
-    counts = {s: 0 for s in sources}
-    for subset, value in zip(subsets, values):
-        if not math.isnan(value):
-            for member in subset:
-                counts[member] += 1
-    return EnsembleResult(ensemble_scores(sources, subsets, values), counts, subsets, values)
-
-
-def rank(scores: Mapping, higher_is_better: bool = True) -> list:
-    """Keys of ``scores`` best first (stable for ties); NaN last."""
-    items = list(scores.items())
-    finite = [(k, v) for k, v in items if not math.isnan(v)]
-    missing = [k for k, v in items if math.isnan(v)]
-    finite.sort(key=lambda kv: -kv[1] if higher_is_better else kv[1])
-    return [k for k, _ in finite] + missing
-
-
-def select_top(scores: Mapping, ratio: float, higher_is_better: bool = True) -> list:
-    """The best ``int(ratio * n)`` sources (the reference keeps 70-95%), best first."""
-    if not 0 < ratio <= 1:
-        raise ConfigError(f"ratio must be in (0, 1], got {ratio}")
-    return rank(scores, higher_is_better)[: int(ratio * len(scores))]
+    round: int
+    added: Hashable
+    value: float
 
 
 @dataclass
 class GreedyResult:
-    """The kept sources (in pass order), the best value reached, and ``(source, value, kept)`` per step."""
+    """The selected sources (in the order they were added), their value, and every round's :class:`GreedyStep`.
+
+    ``history`` holds the rounds that added a source and, when the search
+    stopped before taking every source, last the round whose best candidate
+    did not improve (that candidate was not added). ``best_value`` is ``inf``
+    when no source was added.
+    """
 
     selected: list
     best_value: float
-    history: list[tuple] = field(default_factory=list)
+    history: list[GreedyStep] = field(default_factory=list)
 
 
-def greedy_forward_selection(
-    sources: Sequence[Hashable], evaluate_subset: SubsetEvaluator, higher_is_better: bool = True,
-) -> GreedyResult:
-    """One greedy pass in the given order: add source j, re-estimate; keep j iff the value is at least the best so far.
+def greedy_forward_selection(sources: Sequence[Hashable], evaluate_subsets: SubsetsEvaluator) -> GreedyResult:
+    """Forward stepwise selection of sources by a value to minimise (a loss), one batch of subsets per round.
 
-    As in ``fast_estimate_forward_selection.py``, ties keep the source and
-    the first source is always kept (the reference starts from accuracy 0;
-    we start from the worst possible value so any metric works).
+    Round ``r`` asks ``evaluate_subsets`` once for the values of
+    ``tuple(selected) + (c,)`` for every source ``c`` not yet selected, in
+    the order of ``sources`` (so every subset of round ``r`` holds ``r + 1``
+    sources, the selected ones first). The candidate with the lowest value
+    wins the round (the first one on ties; NaN values never win). If it is
+    strictly below the best value so far (``inf`` at the start) it is added
+    and the next round starts; otherwise the search stops. Raises
+    ``ValueError`` when the evaluator returns the wrong number of values or
+    a round's values are all NaN.
     """
+    sources = list(sources)
+    if len(set(sources)) != len(sources):
+        raise ConfigError("source names must be unique")
     selected: list = []
-    best = -math.inf if higher_is_better else math.inf
-    history = []
-    for source in sources:
-        value = float(evaluate_subset(tuple(selected + [source])))
-        keep = value >= best if higher_is_better else value <= best
-        if keep:
-            selected.append(source)
-            best = value
-        history.append((source, value, keep))
+    best = math.inf
+    history: list[GreedyStep] = []
+    while len(selected) < len(sources):
+        candidates = [s for s in sources if s not in selected]
+        subsets = [(*selected, c) for c in candidates]
+        values = [float(v) for v in evaluate_subsets(subsets)]
+        if len(values) != len(subsets):
+            raise ValueError(f"round {len(selected)}: {len(subsets)} subsets but {len(values)} values")
+        finite = [i for i, v in enumerate(values) if not math.isnan(v)]
+        if not finite:
+            raise ValueError(f"round {len(selected)}: every candidate's value is NaN")
+        winner = min(finite, key=lambda i: values[i])  # min keeps the first of equal values
+        history.append(GreedyStep(len(selected), candidates[winner], values[winner]))
+        if values[winner] >= best:  # no strict improvement: the search stops
+            break
+        selected, best = list(subsets[winner]), values[winner]
     return GreedyResult(selected, best, history)
 
 

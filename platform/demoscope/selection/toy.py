@@ -13,10 +13,13 @@ meta-trained model (the notebook differentiates the full model):
    clean addition, standing in for a pre-trained LM;
 2. a LoRA adapter on ``c_attn``/``c_proj``/``c_fc`` (the reference's GPT-2
    targets) is meta-trained on the union of all sources, noisy ones included;
-3. per-sample projected gradients per source (optionally stored as shards);
+3. per-sample projected gradients per source;
 4. random-ensemble scores with the first-order estimate of clean validation
    loss as each subset's value (the notebook uses generated-answer accuracy;
    loss needs no decoding): clean sources should score lower (better).
+
+:func:`build_world` does steps 1-2 and returns the :class:`SelectionWorld`
+that steps 3-4 use; the select job (``demoscope select``) runs those.
 
 The notebook's content, written compactly (no spaces, ``|`` between steps,
 ``=`` ending the prompt; one character is one token)::
@@ -29,11 +32,9 @@ the answer itself); noisy samples replace every answer digit at random.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -47,7 +48,6 @@ from demoscope.selection.first_order import (
 )
 from demoscope.selection.gradients import ClampMode, gradient_dim, gradient_parameter_names, projected_gradients
 from demoscope.selection.projection import RademacherProjection
-from demoscope.selection.search import EnsembleResult, random_ensemble
 
 PAD, EOS = "<pad>", "<eos>"
 VOCAB = [PAD, EOS, *"0123456789", "+", "=", "|"]
@@ -146,13 +146,14 @@ def train(model: torch.nn.Module, examples: Sequence, steps: int, lr: float, bat
 
 @dataclass(frozen=True)
 class ToySettings:
-    """Sizes of the toy; the defaults run in well under a minute on two CPU cores.
+    """Sizes of the toy world and its estimates; :func:`build_world` takes well under a minute on two CPU cores.
 
     The notebook's sizes are 12 clean + 8 noisy groups of 25, d=200, 200
-    subsets of 7 groups, C=6e-2 without rescaling. ``scale=None`` gives its
-    unrescaled step too; with it the estimates leave the linear regime (losses
-    3-10x the meta-trained one) and one of 12 seeds we tried lost the
-    clean/noisy separation, which rescaling to 0.05 ||theta*_LoRA|| kept on all 12.
+    subsets of 7 groups (the select job's ``--n-subsets``), C=6e-2 without
+    rescaling. ``scale=None`` gives its unrescaled step too; with it the
+    estimates leave the linear regime (losses 3-10x the meta-trained one) and
+    one of 12 seeds we tried lost the clean/noisy separation, which rescaling
+    to 0.05 ||theta*_LoRA|| kept on all 12.
     """
 
     clean_sources: int = 6
@@ -171,40 +172,11 @@ class ToySettings:
     project_dim: int = 200
     C: float = 6e-2
     scale: float | None = 0.05
-    n_subsets: int = 60
-    subset_size: int | float = 0.5
     clamp: ClampMode = "toy"
     batch_size: int = 32
     error_check_scale: float = 0.01
     seed: int = 0
     loss_weighting: str = "sample"  # validation losses averaged per sample (the reference) or per token
-    # Torch intra-op threads while the toy runs (restored after); None leaves them alone.
-    # One is fastest for a model this small, and on a shared CPU more threads
-    # spin against other jobs and can be 10x slower.
-    threads: int | None = 1
-
-
-@dataclass
-class ToyResult:
-    """Scores (estimated clean validation loss, lower is better) per source, which were noisy, and diagnostics."""
-
-    scores: dict[str, float]
-    noisy_sources: list[str]
-    ensemble: EnsembleResult
-    base_val_loss: float
-    error: ApproximationError
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ranking(self) -> list[str]:
-        """Sources best first (lowest estimated loss)."""
-        return self.ensemble.ranking(higher_is_better=False)
-
-    def separation(self) -> float:
-        """Fraction of (clean, noisy) pairs in which the clean source scores better (1.0 = perfect; AUC)."""
-        clean = [v for k, v in self.scores.items() if k not in self.noisy_sources]
-        noisy = [self.scores[k] for k in self.noisy_sources]
-        return float(np.mean([[c < n for n in noisy] for c in clean]))
 
 
 def make_sources(settings: ToySettings, rng: np.random.Generator) -> tuple[dict[str, list], list[str]]:
@@ -217,88 +189,6 @@ def make_sources(settings: ToySettings, rng: np.random.Generator) -> tuple[dict[
         if is_noisy:
             noisy.append(name)
     return sources, noisy
-
-
-def run_toy(settings: ToySettings = ToySettings(), out_dir: str | Path | None = None) -> ToyResult:
-    """Run the whole toy end to end and return per-source random-ensemble scores.
-
-    With ``out_dir``, the projected gradients go through
-    :mod:`demoscope.selection.storage` (written per source, read back), as a
-    Ray Data job would store them.
-    """
-    previous = torch.get_num_threads()
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
-    try:
-        return _run_toy(settings, out_dir)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _run_toy(settings: ToySettings, out_dir: str | Path | None) -> ToyResult:
-    from demoscope.training.lora import LoraSettings, apply_lora
-
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    rng = np.random.default_rng(settings.seed)
-    sources, noisy = make_sources(settings, rng)
-    pretrain = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.pretrain_examples)]
-    val = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.val_examples)]
-    val_batches = {"addition": batches(val, settings.batch_size)}
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        model = build_model(settings.hidden_size, settings.num_layers, settings.num_heads, settings.seed)
-        train(model, pretrain, settings.pretrain_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed)
-        timings["pretrain_s"] = time.perf_counter() - clock
-        with warnings.catch_warnings():
-            # PEFT notes that GPT-2's Conv1D needs fan_in_fan_out and sets it itself.
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations PEFT triggers
-            model = apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0,
-                                                   target_modules=GPT2_TARGETS))
-        union = [ex for examples in sources.values() for ex in examples]
-        train(model, union, settings.meta_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed + 1)
-        timings["meta_train_s"] = time.perf_counter() - clock - timings["pretrain_s"]
-
-    names = gradient_parameter_names(model)
-    projection = RademacherProjection(gradient_dim(model, names), settings.project_dim, seed=settings.seed)
-    tick = time.perf_counter()
-    outputs, gradients = {}, {}
-    for name, examples in sources.items():
-        outputs[name], gradients[name] = projected_gradients(model, batches(examples, settings.batch_size), projection,
-                                                             names, settings.clamp)
-    if out_dir is not None:
-        from demoscope.selection import storage
-
-        storage.write_metadata(out_dir, projection, names, settings.clamp)
-        for name in sources:
-            storage.write_shard(out_dir, name, 0, gradients[name], outputs[name])
-        stored = storage.read_gradients(out_dir, list(sources))
-        outputs = {k: v.outputs for k, v in stored.items()}
-        gradients = {k: v.z for k, v in stored.items()}
-    timings["gradients_s"] = time.perf_counter() - tick
-
-    estimator = FirstOrderEstimator(model, projection, gradients, val_batches,
-                                    FirstOrderSettings(C=settings.C, scale=settings.scale, seed=settings.seed,
-                                                       loss_weighting=settings.loss_weighting), names)
-    tick = time.perf_counter()
-    ensemble = random_ensemble(list(sources), estimator, settings.n_subsets, settings.subset_size, settings.seed)
-    timings["ensemble_s"] = time.perf_counter() - tick
-
-    # The reference's error check: Delta from a random 75% of the sources, at a small scale.
-    check = FirstOrderEstimator(model, projection, gradients, val_batches,
-                                FirstOrderSettings(C=settings.C, scale=settings.error_check_scale, seed=settings.seed), names)
-    names_all = list(sources)
-    subset = [names_all[i] for i in sorted(rng.choice(len(names_all), max(1, int(0.75 * len(names_all))), replace=False))]
-    step = check.delta(subset)
-    all_examples = [ex for examples in sources.values() for ex in examples]
-    error = check_first_order(model, check.base, step, batches(all_examples, settings.batch_size),
-                              np.concatenate([outputs[k] for k in sources]), np.concatenate([gradients[k] for k in sources]),
-                              settings.clamp)
-    base_loss = validation_loss(model, val_batches["addition"], settings.loss_weighting)
-    timings["total_s"] = time.perf_counter() - clock
-    return ToyResult(ensemble.scores, noisy, ensemble, base_loss, error, timings)
 
 
 @dataclass
@@ -374,10 +264,20 @@ class SelectionWorld:
                                  f0, z, self.settings.clamp)
 
 
-def build_world(settings: ToySettings = ToySettings()) -> SelectionWorld:
-    """Pre-train the character GPT-2, meta-train its LoRA adapter on all sources, and set up the projection."""
+def add_lora(model: torch.nn.Module, settings: ToySettings = ToySettings()) -> torch.nn.Module:
+    """``model`` with the toy's fresh LoRA adapter (``lora_r``, ``lora_alpha``, no dropout) on :data:`GPT2_TARGETS`."""
     from demoscope.training.lora import LoraSettings, apply_lora
 
+    with warnings.catch_warnings():
+        # PEFT notes that GPT-2's Conv1D needs fan_in_fan_out and sets it itself.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # transformers deprecations PEFT triggers
+        return apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0,
+                                              target_modules=GPT2_TARGETS))
+
+
+def build_world(settings: ToySettings = ToySettings()) -> SelectionWorld:
+    """Pre-train the character GPT-2, meta-train its LoRA adapter on all sources, and set up the projection."""
     rng = np.random.default_rng(settings.seed)
     sources, noisy = make_sources(settings, rng)
     pretrain = [encode(*make_example(rng, settings.n_digits)) for _ in range(settings.pretrain_examples)]
@@ -386,11 +286,7 @@ def build_world(settings: ToySettings = ToySettings()) -> SelectionWorld:
         torch.manual_seed(settings.seed)
         model = build_model(settings.hidden_size, settings.num_layers, settings.num_heads, settings.seed)
         train(model, pretrain, settings.pretrain_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", FutureWarning)
-            model = apply_lora(model, LoraSettings(r=settings.lora_r, alpha=settings.lora_alpha, dropout=0.0,
-                                                   target_modules=GPT2_TARGETS))
+        model = add_lora(model, settings)
         union = [ex for examples in sources.values() for ex in examples]
         train(model, union, settings.meta_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed + 1)
     names = gradient_parameter_names(model)

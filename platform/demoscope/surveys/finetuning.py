@@ -27,8 +27,14 @@ import pandas as pd
 from demoscope.errors import ConfigError, SurveyFormatError
 from demoscope.surveys.prompts import SteeringType, generate_mcq, load_steering_prompts, steering_group, steering_prefix
 from demoscope.surveys.validation import (
-    DISTRIBUTION_COLUMNS, SPLIT_COLUMNS, check_distributions, check_split, parse_list_cells, table_kind,
+    DISTRIBUTION_COLUMNS,
+    SPLIT_COLUMNS,
+    check_distributions,
+    check_split,
+    parse_list_cells,
+    table_kind,
 )
+from demoscope.tables import read_table
 
 SPLITS = ("train", "val", "test")
 OUTPUT_COLUMNS = list(SPLIT_COLUMNS)  # what prepare writes is what the split checks read
@@ -97,20 +103,15 @@ def read_split(path: str | Path, exclude_questions: Iterable[str] = ()) -> pd.Da
     CSV prompts span lines (quoted cells); pandas reads them whole. Rows of
     ``exclude_questions`` are dropped before the checks (the index keeps each
     row's position in the file, which error messages name). Raises
-    :class:`ConfigError` for a missing file, :class:`SurveyFormatError` for an
-    unreadable one or one that breaks a rule of
-    :func:`demoscope.surveys.validation.check_split`.
+    :class:`ConfigError` for a missing, misnamed or unreadable file
+    (:func:`demoscope.tables.read_table`), :class:`SurveyFormatError` for one
+    that breaks a rule of :func:`demoscope.surveys.validation.check_split`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"prepared split {path} does not exist (write it with `demoscope prepare`)")
-    try:
-        if path.suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, dtype={c: str for c in ("qkey", "input_prompt", "attribute", "group")})
-    except (ValueError, OSError) as exc:  # pyarrow and pandas parser errors are ValueErrors
-        raise SurveyFormatError(str(path), f"cannot read a prepared split: {exc}") from None
+    # Key and text columns stay text: a qkey like "0123" is not a number.
+    frame = read_table(path, "prepared split", (".parquet", ".csv"),
+                       csv_options={"dtype": {c: str for c in ("qkey", "input_prompt", "attribute", "group")}},
+                       hint=" (write it with `demoscope prepare`)")
     exclude = set(exclude_questions)
     if exclude and "qkey" in frame:
         frame = frame[~frame["qkey"].isin(exclude)]
@@ -230,10 +231,7 @@ def evaluation_rows(
     if kind == "split":
         rows = read_split(path, exclude)
     elif kind == "distributions":
-        try:
-            distributions = read_distributions(path)
-        except (ValueError, OSError) as exc:
-            raise SurveyFormatError(str(path), f"cannot read distributions: {exc}") from None
+        distributions = read_distributions(path)
         if "qkey" in distributions:
             distributions = distributions[~distributions["qkey"].isin(exclude)]
         usable, notes = screen_distributions(distributions, str(path))

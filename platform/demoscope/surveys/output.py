@@ -10,6 +10,7 @@ import pandas as pd
 
 from demoscope.io import atomic_write_all
 from demoscope.surveys.validation import parse_list_cells
+from demoscope.tables import read_table
 
 LIST_COLUMNS = ("options", "responses", "ordinal")
 TEXT_COLUMNS = ("qkey", "attribute", "group", "question")
@@ -58,15 +59,14 @@ def read_distributions(path: str | Path) -> pd.DataFrame:
 
     CSV key and text columns stay text (a qkey like ``"0123"`` is not turned
     into a number); a list cell that is not a Python list literal raises
-    :class:`SurveyFormatError` naming its row and column. Pandas and Arrow
-    errors (an unreadable file) propagate; the rows' contents are checked by
+    :class:`SurveyFormatError` naming its row and column. A missing, misnamed
+    or unreadable file raises :class:`~demoscope.errors.ConfigError`
+    (:func:`demoscope.tables.read_table`); the rows' contents are checked by
     :func:`demoscope.surveys.validation.check_distributions`.
     """
     path = Path(path)
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    else:
-        frame = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS})
+    frame = read_table(path, "distributions file", (".parquet", ".csv"),
+                       csv_options={"dtype": {column: str for column in TEXT_COLUMNS}})
     for column in LIST_COLUMNS:
         if column in frame:
             frame[column] = parse_list_cells(frame, column, str(path))

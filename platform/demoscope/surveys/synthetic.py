@@ -33,7 +33,16 @@ import pandas as pd
 
 from demoscope.io import atomic_write, atomic_write_text
 from demoscope.surveys.synthetic_people import (
-    ATP_ATTRS, ATP_DEMOGRAPHICS, ATP_GROUPS, GSS_ATTRS, GSS_DEMOGRAPHICS, GSS_GROUPS, REFUSED, Attr, atp_people, gss_people,
+    ATP_ATTRS,
+    ATP_DEMOGRAPHICS,
+    ATP_GROUPS,
+    GSS_ATTRS,
+    GSS_DEMOGRAPHICS,
+    GSS_GROUPS,
+    REFUSED,
+    Attr,
+    atp_people,
+    gss_people,
 )
 
 FIRST_EXTRA_WAVE = 1001  # wave numbers past the 14 real OpinionQA waves

@@ -19,6 +19,7 @@ and ``extra`` (any other ``DPOConfig`` / ``SFTConfig`` field).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,13 +147,15 @@ def run_facts(resumed_from_step: int = -1):
     return _RunFacts()
 
 
-def progress_callback(send: Send, every: float = 10.0):
+
+def progress_callback(send: Send, summary: Callable[[dict], str], every: float = 10.0):
     """A ``TrainerCallback`` that hands progress records (:mod:`demoscope.training.progress`) to ``send``.
 
     Only the main process sends: a ``step`` record from the first logged
     loss, then at most one every ``every`` seconds, and an ``epoch`` record per
     epoch carrying the last training log merged with the epoch's evaluation
-    (sent when the evaluation is logged, or at the epoch's end without one).
+    (sent when the evaluation is logged, or at the epoch's end without one),
+    worded by ``summary``.
     """
     import math
 
@@ -185,7 +188,7 @@ def progress_callback(send: Send, every: float = 10.0):
 
         def _send_epoch(self, state, logs: dict[str, float]) -> None:
             metrics = {**logs, "epoch": float(round(state.epoch or 0, 2)), "step": state.global_step}
-            send(epoch_record(self.clock, state.num_train_epochs, metrics, state.global_step))
+            send(epoch_record(self.clock, state.num_train_epochs, metrics, state.global_step, summary(metrics)))
 
     return _Progress()
 

@@ -11,7 +11,6 @@ synthetic left/right set for CPU tests and the demo. Pure pandas; no Ray.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ from typing import Literal
 import pandas as pd
 
 from demoscope.errors import ConfigError
+from demoscope.tables import read_table
 
 COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -58,30 +58,9 @@ def read_preferences(path: str | Path) -> pd.DataFrame:
     if not Path(path).exists() and str(path).count("/") == 1 and not Path(path).suffix:
         return _from_hub(str(path))  # e.g. scale-lab/politune-left, where the hub is reachable
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"preference file {path} does not exist")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".jsonl":
-            with path.open(encoding="utf-8") as handle:
-                records = [json.loads(line) for line in handle if line.strip()]
-            frame = pd.DataFrame.from_records(records)
-        elif suffix == ".json":
-            records = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(records, list):
-                raise ConfigError(f"preference file {path}: expected a JSON list of records")
-            frame = pd.DataFrame.from_records(records)
-        elif suffix == ".csv":
-            # keep_default_na=False: an empty cell stays "" and is reported as empty, not as NaN.
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise ConfigError(f"preference file {path}: unsupported suffix {suffix!r} (.jsonl, .json, .csv, .parquet)")
-    except ConfigError:
-        raise
-    except (ValueError, OSError) as error:  # JSONDecodeError is a ValueError; pyarrow errors are too
-        raise ConfigError(f"preference file {path} cannot be read: {error}") from error
+    # keep_default_na=False: an empty CSV cell stays "" and is reported as empty, not as NaN.
+    frame = read_table(path, "preference file", (".jsonl", ".json", ".csv", ".parquet"),
+                       csv_options={"dtype": str, "keep_default_na": False})
     if {"prompt", "responses", "chosen"} <= set(frame.columns) and "rejected" not in frame.columns:
         frame = from_ranked_responses(frame, str(path))
     missing = [c for c in COLUMNS if c not in frame.columns]

@@ -78,9 +78,15 @@ def step_record(clock: ProgressClock, epoch: int, epochs: int, step: int, steps:
             "elapsed": clock.elapsed(), "eta": clock.eta(done_steps)}
 
 
-def epoch_record(clock: ProgressClock, epochs: int, metrics: dict[str, Any], done_steps: int) -> dict[str, Any]:
-    """An ``epoch`` record carrying the epoch's metrics as reported to Ray Train (and kept in metrics.json)."""
-    return {"kind": "epoch", "epochs": epochs, "metrics": _plain(metrics),
+def epoch_record(clock: ProgressClock, epochs: int, metrics: dict[str, Any], done_steps: int,
+                 summary: str) -> dict[str, Any]:
+    """An ``epoch`` record: the epoch's metrics as reported to Ray Train (and kept in metrics.json), and ``summary``.
+
+    ``summary`` is the metrics part of the printed line; each recipe words its
+    own (``opinion_epoch_summary``, ``student_epoch_summary``,
+    ``trl_epoch_summary``), so the printer never guesses a trainer from keys.
+    """
+    return {"kind": "epoch", "epochs": epochs, "metrics": _plain(metrics), "summary": summary,
             "elapsed": clock.elapsed(), "eta": clock.eta(done_steps)}
 
 
@@ -92,19 +98,6 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
             value = value.item()
         out[key] = value
     return out
-
-
-def epoch_summary(m: dict[str, Any]) -> str:
-    """The metrics part of an epoch line, for each trainer's metric names (opinion, distillation, TRL)."""
-    if "train_accuracy" in m:  # a distillation student
-        val = f"  val loss {m['val_loss']:.4f} accuracy {m['val_accuracy']:.3f}" if "val_accuracy" in m else ""
-        return f"train loss {m['train_loss']:.4f} accuracy {m['train_accuracy']:.3f}{val}"
-    if "train_kl" in m:  # the opinion objectives
-        val = f"  val kl {m['val_kl']:.4f} wd {m['val_wd']:.4f}" if "val_kl" in m else ""
-        return f"train kl {m['train_kl']:.4f} wd {m['train_wd']:.4f}{val}  lr {m['lr']:.2e}"
-    # a TRL run: the Trainer's own log names
-    shown = {k: m[k] for k in ("loss", "rewards/accuracies", "rewards/margins", "eval_loss") if k in m}
-    return "  ".join(f"{k} {v:.4f}" for k, v in shown.items())
 
 
 def _epoch_label(epoch: float, epochs: float) -> str:
@@ -121,7 +114,7 @@ def format_record(record: dict[str, Any]) -> str:
         return (f"epoch {_epoch_label(record['epoch'], record['epochs'])}  step {record['step']}/{record['steps']}  "
                 f"loss {record['loss']:.4f}  {timing}")
     metrics = record["metrics"]
-    return f"epoch {_epoch_label(metrics['epoch'], record['epochs'])} done: {epoch_summary(metrics)}  {timing}"
+    return f"epoch {_epoch_label(metrics['epoch'], record['epochs'])} done: {record['summary']}  {timing}"
 
 
 class ProgressPrinter:

@@ -34,7 +34,7 @@ SNAPSHOT = "checkpoint_manager_snapshot.json"
 #   val_batch_size          how validation is batched: the same sums, up to rounding.
 # Everything else shapes the run. num_workers does too: each worker draws its own shard and batch
 # (DistributedSampler), so it sets the global batch, the optimiser steps per epoch and the schedule.
-RESUME_FREE_FIELDS = frozenset({"max_failures", "progress", "restart", "out", "gradient_checkpointing", "val_batch_size"})
+RESUME_FREE_FIELDS = frozenset({"max_failures", "restart", "out", "gradient_checkpointing", "val_batch_size"})
 
 # LoRA settings as PEFT's adapter_config.json names them, keyed by our LoraSettings names.
 _ADAPTER_KEYS = {"r": "r", "alpha": "lora_alpha", "dropout": "lora_dropout", "target_modules": "target_modules"}

@@ -98,7 +98,9 @@ class SoftLabelActor:
         else:
             positive = self.system(batch["text"].tolist())
             probs = np.stack([1 - positive, positive], axis=1)
-        return pd.DataFrame({"text": batch["text"], "label": batch["label"], "label_0": probs[:, 0], "label_1": probs[:, 1]})
+        from demoscope.distill import soft_label_frame
+
+        return soft_label_frame(batch["text"].tolist(), batch["label"].tolist(), probs)
 
 
 def _data(config: DistillConfig, out: Path) -> tuple[Path, Path | None, Path | None]:

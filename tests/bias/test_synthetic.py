@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from demoscope.bias import bias_statistics, generate_eec, positive_rate_by_group, synthetic_sentiment
+from demoscope.bias import bias_statistics, generate_eec, synthetic_sentiment
+from demoscope.bias.synthetic import bias_groups
 from demoscope.errors import ConfigError
 
 
@@ -16,6 +17,15 @@ def test_same_seed_same_rows_other_seed_other_rows():
     pd.testing.assert_frame_equal(first, synthetic_sentiment(500, seed=3))
     assert not first.equals(synthetic_sentiment(500, seed=4))
     assert list(first.columns) == ["text", "label"] and set(first["label"]) == {0, 1}
+
+
+def positive_rate_by_group(frame: pd.DataFrame, bias: str) -> dict[str, float]:
+    """Share of positive labels per group, each text's group read from the person it opens with."""
+    rates = {}
+    for group, persons in bias_groups(bias).items():
+        opens = [any(text.startswith(p + " ") for p in persons) for text in frame["text"]]
+        rates[group] = frame.loc[opens, "label"].mean()
+    return rates
 
 
 @pytest.mark.parametrize(("bias", "low", "high"), [("race", "African-American", "European"), ("gender", "female", "male")])

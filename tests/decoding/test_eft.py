@@ -1,23 +1,31 @@
 """EFT (reference B.3): beta=0 is the large model, base = untuned with beta=1 is the tuned model, shared vocabulary."""
 
+import contextlib
+
 import pytest
 import torch
 
 from demoscope.decoding import (
+    DecodingMethod,
     Guide,
     SamplingParams,
     TransformersChunkSampler,
+    chunk_beam_search,
     eft_sample,
     eft_scores,
     make_generator,
-    sample_base,
 )
-from demoscope.decoding.eft import eft_step_scores
 from demoscope.decoding.methods import IMDB_BASE_TEMPLATE
 from demoscope.errors import ModelError
 
 PROMPT = "I think the government"
 PARAMS = SamplingParams(temperature=1.0, top_k=None, max_new_tokens=12)
+
+
+def base_sample(sampler, prompt_ids, params, generator):
+    """The ``base`` method as the generate job runs it: CBS of shape (1, 1, inf) with no scorer."""
+    return chunk_beam_search(sampler, prompt_ids, None, "", *DecodingMethod.parse("base").search_shape(), params,
+                             generator)
 
 
 def test_scores_rule_on_hand_made_logits():
@@ -37,7 +45,7 @@ def test_scores_rule_on_hand_made_logits():
 def test_beta_zero_samples_exactly_what_the_large_model_samples(large, guide):
     model, tok = large
     ids = tok(PROMPT, add_special_tokens=False)["input_ids"]
-    base = sample_base(TransformersChunkSampler(model, tok), ids, PARAMS, make_generator(3))
+    base = base_sample(TransformersChunkSampler(model, tok), ids, PARAMS, make_generator(3))
     got, eos = eft_sample(model, tok, guide, PROMPT, 0.0, PARAMS, make_generator(3))
     assert got == base.token_ids and eos == (base.finish_reason == "stop")
 
@@ -45,9 +53,21 @@ def test_beta_zero_samples_exactly_what_the_large_model_samples(large, guide):
 def test_untuned_as_base_with_beta_one_samples_the_tuned_model(guide):
     tok = guide.tuned.tokenizer
     ids = tok(PROMPT, add_special_tokens=False)["input_ids"]
-    tuned = sample_base(TransformersChunkSampler(guide.tuned.model, tok), ids, PARAMS, make_generator(5))
+    tuned = base_sample(TransformersChunkSampler(guide.tuned.model, tok), ids, PARAMS, make_generator(5))
     got, _ = eft_sample(guide.untuned.model, tok, guide, PROMPT, 1.0, PARAMS, make_generator(5))
     assert got == tuned.token_ids
+
+
+def uncached_step_scores(large_model, guide, large_ids, tuned_ids, untuned_ids, beta):
+    """EFT's next-token scores with each model re-reading its whole sequence (no cache): the plain reference."""
+    logits = []
+    with torch.inference_mode():
+        for model, context, ids in ((large_model, contextlib.nullcontext, large_ids),
+                                    (guide.tuned.model, guide.tuned.context, tuned_ids),
+                                    (guide.untuned.model, guide.untuned.context, untuned_ids)):
+            with context():
+                logits.append(model(input_ids=torch.tensor([list(ids)])).logits[0, -1])
+    return eft_scores(*logits, beta)
 
 
 def test_cached_steps_equal_uncached_recomputation(large, guide):
@@ -59,7 +79,7 @@ def test_cached_steps_equal_uncached_recomputation(large, guide):
     small_ids = guide.tuned.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
     want = []
     for _ in range(10):
-        scores = eft_step_scores(model, guide, large_ids + want, small_ids + want, small_ids + want, 1.5)
+        scores = uncached_step_scores(model, guide, large_ids + want, small_ids + want, small_ids + want, 1.5)
         want.append(int(scores.argmax()))
     assert got == want
     plain, _ = eft_sample(model, tok, guide, PROMPT, 0.0, greedy, make_generator(0), large_template=IMDB_BASE_TEMPLATE)

@@ -3,14 +3,13 @@
 import torch
 
 from demoscope.decoding import (
+    DecodingMethod,
     GuidanceScorer,
     SamplingParams,
     TransformersChunkSampler,
-    best_of_n,
     chunk_beam_search,
     guidance_scores,
     make_generator,
-    sample_base,
 )
 from demoscope.decoding.lm import response_text
 
@@ -35,9 +34,15 @@ class RecordingSampler(TransformersChunkSampler):
         return super().sample_chunks(prefixes, n, max_tokens, params, generator)
 
 
+def base_sample(sampler, prompt_ids, params, generator):
+    """The ``base`` method as the generate job runs it: CBS of shape (1, 1, inf) with no scorer."""
+    return chunk_beam_search(sampler, prompt_ids, None, "", *DecodingMethod.parse("base").search_shape(), params,
+                             generator)
+
+
 def test_cbs_with_one_beam_and_one_successor_is_base_sampling(large, eos_large, guide):
     for model, tok in (large, eos_large):
-        base = sample_base(TransformersChunkSampler(model, tok), ids_of(tok), PARAMS, make_generator(4))
+        base = base_sample(TransformersChunkSampler(model, tok), ids_of(tok), PARAMS, make_generator(4))
         cbs = chunk_beam_search(
             TransformersChunkSampler(model, tok), ids_of(tok), GuidanceScorer(guide), PROMPT, 1, 1, 5, PARAMS,
             make_generator(4),
@@ -50,7 +55,8 @@ def test_cbs_with_one_beam_and_one_successor_is_base_sampling(large, eos_large, 
 def test_best_of_n_returns_the_highest_scoring_sample(large, guide):
     model, tok = large
     sampler = RecordingSampler(model, tok)
-    result = best_of_n(sampler, ids_of(tok), GuidanceScorer(guide), PROMPT, 6, PARAMS, make_generator(1))
+    bon = DecodingMethod.parse("bon:6").search_shape()  # (1, 6, inf), as the generate job runs it
+    result = chunk_beam_search(sampler, ids_of(tok), GuidanceScorer(guide), PROMPT, *bon, PARAMS, make_generator(1))
     assert [(len(p), n, m) for p, n, m in sampler.requests] == [(1, 6, 12)]  # N samples, one selection at the end
     # Re-draw the same N samples and score them from scratch: BoN's answer is their argmax.
     samples = TransformersChunkSampler(model, tok).sample_chunks([ids_of(tok)], 6, 12, PARAMS, make_generator(1))[0]

@@ -7,7 +7,7 @@ shipped: the NRC release asks not to redistribute it).
 from demoscope.bias.eec import generate_eec
 from demoscope.bias.report import write_bias_report
 from demoscope.bias.statistics import bias_statistics, gender_pairs, paired_differences, paired_t_test, race_pairs
-from demoscope.bias.synthetic import positive_rate_by_group, synthetic_sentiment
+from demoscope.bias.synthetic import synthetic_sentiment
 
 __all__ = [
     "bias_statistics",
@@ -15,7 +15,6 @@ __all__ = [
     "generate_eec",
     "paired_differences",
     "paired_t_test",
-    "positive_rate_by_group",
     "race_pairs",
     "synthetic_sentiment",
     "write_bias_report",

@@ -22,8 +22,6 @@ out of vocabulary for a student trained here.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
@@ -95,21 +93,6 @@ def synthetic_sentiment(n: int, seed: int = 0, bias: str = "race", strength: flo
             texts.append(NEUTRAL_TEMPLATES[tid].format(p=person))
     return pd.DataFrame({"text": texts, "label": labels})
 
-
-def positive_rate_by_group(frame: pd.DataFrame, bias: str) -> pd.Series:
-    """Share of positive labels per group of ``bias``, found from the person opening each ``text``.
-
-    Measures the planted association of :func:`synthetic_sentiment` (or of
-    any ``text, label`` frame whose texts open with those persons). Texts
-    opening with no known person are ignored.
-    """
-    rates = {}
-    for group, persons in bias_groups(bias).items():
-        # Longest first, so "My sister" is not read as a shorter person.
-        pattern = "^(?:" + "|".join(re.escape(p) for p in sorted(persons, key=len, reverse=True)) + r")\b"
-        mask = frame["text"].str.contains(pattern, regex=True)
-        rates[group] = float(frame.loc[mask, "label"].mean()) if mask.any() else np.nan
-    return pd.Series(rates, name="positive_rate")
 
 
 def sentiment_pairs(n: int, seed: int = 0) -> pd.DataFrame:

@@ -28,12 +28,12 @@ from demoscope.decoding.methods import (
 )
 from demoscope.decoding.reward import gold_rewards, label_index, load_reward_model
 from demoscope.decoding.sampling import SamplingParams, derive_seed, make_generator, process_logits, sample_tokens
-from demoscope.decoding.search import SearchResult, best_of_n, chunk_beam_search, sample_base
+from demoscope.decoding.search import SearchResult, chunk_beam_search
 
 __all__ = [
     "Chunk", "ChunkSampler", "DecodingMethod", "Generation", "GuidanceScorer", "Guide", "IMDB_BASE_TEMPLATE",
     "IncrementalLogProb", "SEED_METHODS", "SamplingParams", "SearchResult", "SmallModel", "TransformersChunkSampler",
-    "VLLMChunkSampler", "best_of_n", "chunk_beam_search", "derive_seed", "eft_sample", "eft_scores", "generate",
+    "VLLMChunkSampler", "chunk_beam_search", "derive_seed", "eft_sample", "eft_scores", "generate",
     "gold_rewards", "guidance_scores", "label_index", "load_guide", "load_large_model", "load_models",
-    "load_reward_model", "make_generator", "process_logits", "response_logprobs", "sample_base", "sample_tokens",
+    "load_reward_model", "make_generator", "process_logits", "response_logprobs", "sample_tokens",
 ]

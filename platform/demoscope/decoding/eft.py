@@ -11,7 +11,6 @@ top-p. Each model keeps its own KV cache.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -95,19 +94,3 @@ def eft_sample(
             for stream in [large, *small]:
                 stream.pending = [token]
     return out, False
-
-
-def eft_step_scores(
-    large_model: Any, guide: Guide, large_ids: Sequence[int], tuned_ids: Sequence[int], untuned_ids: Sequence[int],
-    beta: float,
-) -> torch.Tensor:
-    """EFT next-token scores after full (uncached) token sequences; a check on :func:`eft_sample`'s per-step rule."""
-    logits = []
-    with torch.inference_mode():
-        for model, context, ids in (
-            (large_model, nullcontext, large_ids), (guide.tuned.model, guide.tuned.context, tuned_ids),
-            (guide.untuned.model, guide.untuned.context, untuned_ids),
-        ):
-            with context():
-                logits.append(model(input_ids=torch.tensor([list(ids)], device=model.device)).logits[0, -1])
-    return eft_scores(*logits, beta)

@@ -115,19 +115,3 @@ def chunk_beam_search(
             # Next round's rows are each survivor's K successors, survivor-major (as sample_chunks returns them).
             scorer.select([i for i in keep for _ in range(k)])
         per_parent = k
-
-
-def best_of_n(
-    sampler: ChunkSampler, prompt_ids: Sequence[int], scorer: GuidanceScorer, raw_prompt: str, n: int,
-    params: SamplingParams, generator: torch.Generator,
-) -> SearchResult:
-    """BoN: ``n`` full samples, return the one with the highest guidance score (CBS with W=1, K=n, L=inf)."""
-    return chunk_beam_search(sampler, prompt_ids, scorer, raw_prompt, 1, n, None, params, generator)
-
-
-def sample_base(
-    sampler: ChunkSampler, prompt_ids: Sequence[int], params: SamplingParams, generator: torch.Generator,
-    chunk: int | None = None,
-) -> SearchResult:
-    """Plain sampling from the large model (no guidance); ``chunk`` splits it into calls of that many tokens."""
-    return chunk_beam_search(sampler, prompt_ids, None, "", 1, 1, chunk, params, generator)

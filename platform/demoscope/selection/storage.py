@@ -129,7 +129,7 @@ def reusable_sources(root: str | Path, fingerprint: str) -> list[str]:
     """
     root = Path(root)
     meta = root / META_FILE
-    if meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == fingerprint:
+    if meta.is_file() and read_metadata(root).get("fingerprint") == fingerprint:
         return list_sources(root)
     for folder in root.glob("source=*"):
         shutil.rmtree(folder, ignore_errors=True)

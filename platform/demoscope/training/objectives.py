@@ -10,7 +10,6 @@ Pure torch: the caller picks the logits row and the letter token ids.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import Tensor
@@ -129,32 +128,3 @@ def _wasserstein_and_validity(q: Tensor, r: Tensor, ordinal: Tensor) -> tuple[Te
 def _safe(denominator: Tensor) -> Tensor:
     """Replace zeros by ones so masked-out items divide safely."""
     return torch.where(denominator == 0, torch.ones_like(denominator), denominator)
-
-
-def opinion_loss(
-    logits_at_target: Tensor,
-    option_token_ids: Tensor,
-    target: Tensor,
-    ordinal: Tensor,
-    objective: Literal["kl", "wd"],
-) -> tuple[Tensor, dict[str, float]]:
-    """Batch loss to backpropagate plus both metrics, as SubPOP training logs them.
-
-    Takes the ``[B, V]`` logits at the answer position, the letter token ids,
-    padded targets ``[B, NUM_LABELS]`` and padded ordinals ``[B, NUM_LABELS]``.
-    Returns the batch mean of the chosen objective ("kl" = forward KL, the
-    paper's; "wd" = ordinal Wasserstein, zero items included as in §3.4) and
-    ``{"kl": mean KL, "wd": mean WD}``, where the WD mean skips items that are
-    0 by rule (non-ordinal, §3.4 "Validation excludes zero-WD items") and is
-    NaN if none remain. Gradient accumulation scaling is the caller's job.
-    """
-    if objective not in ("kl", "wd"):
-        raise ValueError(f"objective must be 'kl' or 'wd', got {objective!r}")
-    q = option_probabilities(logits_at_target, option_token_ids)
-    kl = forward_kl(q, target)
-    wd, valid = _wasserstein_and_validity(q, target, ordinal)
-    loss = kl.mean() if objective == "kl" else wd.mean()
-    with torch.no_grad():
-        wd_mean = wd[valid].mean().item() if bool(valid.any()) else float("nan")
-        metrics = {"kl": kl.mean().item(), "wd": wd_mean}
-    return loss, metrics

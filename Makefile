@@ -15,7 +15,7 @@ export GLOO_SOCKET_IFNAME = lo
 export HF_HUB_OFFLINE = 1
 export RAY_USAGE_STATS_ENABLED = 0
 
-.PHONY: install install-vllm demo demo-real test test-vllm test-all bench clean
+.PHONY: install install-vllm demo demo-real test lint test-vllm test-all bench clean
 
 install: $(STAMP)
 
@@ -50,8 +50,12 @@ demo: install
 demo-real: install
 	$(VENV)/bin/demoscope demo --out runs/demo-real --model smollm2:135m
 
-test: install
+# ruff first: a lint failure costs seconds, not a 9-minute test run.
+test: install lint
 	$(VENV)/bin/pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 # Every vLLM path for real (scorer, LoRA, chunk sampler, evaluate, distill-opinions, Serve) in .venv-vllm.
 test-vllm: install-vllm

@@ -42,7 +42,8 @@ def make_world(out: Path, waves: int, respondents: int) -> list[Path]:
     marker = out / f"world-{waves}-{respondents}.json"
     if marker.exists():
         return [Path(p) for p in json.loads(marker.read_text())]
-    world = generate_world(out / f"world-{waves}-{respondents}", waves=waves, respondents=respondents, seed=1, gss=False)
+    world = generate_world(out / f"world-{waves}-{respondents}", waves=waves, respondents=respondents, seed=1,
+                           gss=False)
     marker.write_text(json.dumps([str(p) for p in world.files]))
     return world.files
 
@@ -81,7 +82,8 @@ def serial_aggregate(files: list[Path], inputs) -> pd.DataFrame:
                 if dist.sum() <= 0 or dist[:-1].sum() <= 0:
                     continue
                 dist = dist / dist.sum()
-                rows.append((question.qkey, group.subpopulation.group, (dist[:-1] / dist[:-1].sum()).tolist(), dist[-1]))
+                rows.append((question.qkey, group.subpopulation.group, (dist[:-1] / dist[:-1].sum()).tolist(),
+                             dist[-1]))
     return pd.DataFrame(rows, columns=["qkey", "group", "responses", "refusal_rate"])
 
 
@@ -203,8 +205,10 @@ def main() -> None:
     print(f"rows: {len(ours):,} (serial and ray agree to {worst:.1e})")
     print(f"read floor  {floor:7.2f} s   {floor / n * 1000:7.1f} ms/file")
     print(f"serial loop {serial_s:7.2f} s   {serial_s / n * 1000:7.1f} ms/file")
-    print(f"ray job     {ray_s:7.2f} s   {ray_s / n * 1000:7.1f} ms/file   (best of 3: {', '.join(f'{t:.2f}' for t in times)})")
-    print(f"ray data    {data_s:7.2f} s   {data_s / n * 1000:7.1f} ms/file   (the same reduce as a Ray Data map; not used)")
+    print(f"ray job     {ray_s:7.2f} s   {ray_s / n * 1000:7.1f} ms/file   "
+          f"(best of 3: {', '.join(f'{t:.2f}' for t in times)})")
+    print(f"ray data    {data_s:7.2f} s   {data_s / n * 1000:7.1f} ms/file   "
+          f"(the same reduce as a Ray Data map; not used)")
     print(f"speed-up over the serial loop: {serial_s / ray_s:5.1f}x   (target >= 10x)")
     print(f"per-file cost / read floor:    {ray_s / floor:5.2f}x   (target <= 2x)")
 
@@ -213,7 +217,8 @@ def main() -> None:
     ray.shutdown()
     more = make_world(out, 2 * args.waves, args.respondents)
     for subset in (files, more):
-        probe = subprocess.run([sys.executable, __file__, "--probe", *map(str, subset)], capture_output=True, text=True, check=True)
+        probe = subprocess.run([sys.executable, __file__, "--probe", *map(str, subset)], capture_output=True, text=True,
+                               check=True)
         mem = json.loads(probe.stdout.strip().splitlines()[-1])
         print(f"peak RSS, {mem['files']:3d} waves: {mem['peak_mb']:7.0f} MiB (idle Ray {mem['idle_mb']:.0f} MiB; "
               f"job adds {mem['peak_mb'] - mem['idle_mb']:.0f} MiB; largest file {mem['largest_file_mb']:.1f} MiB)")

@@ -36,7 +36,8 @@ def main() -> None:
     data = root / "pairs.jsonl"
     synthetic_preferences(args.pairs, "left", seed=0).to_json(data, orient="records", lines=True)
     init_ray(num_cpus=os.cpu_count())
-    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; {args.pairs} synthetic pairs, tiny Llama + LoRA, TRL DPO")
+    print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}; "
+          f"{args.pairs} synthetic pairs, tiny Llama + LoRA, TRL DPO")
     speed = {}
     for workers in (1, 2):
         wall = {}
@@ -48,7 +49,8 @@ def main() -> None:
             train_job.run(config)
             wall[epochs] = time.perf_counter() - start
         speed[workers] = 2 * args.pairs / (wall[3] - wall[1])
-        print(f"{workers} worker(s): {speed[workers]:6.1f} pairs/s (1 epoch {wall[1]:.1f} s, 3 epochs {wall[3]:.1f} s wall)")
+        print(f"{workers} worker(s): {speed[workers]:6.1f} pairs/s "
+              f"(1 epoch {wall[1]:.1f} s, 3 epochs {wall[3]:.1f} s wall)")
     print(f"2 workers / 1 worker: {speed[2] / speed[1]:.2f}x")
 
 

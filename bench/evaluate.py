@@ -30,7 +30,8 @@ def test_set(root: Path, rows: int) -> Path:
     from demoscope.surveys.synthetic import generate_world
 
     world = generate_world(root / "world", waves=1, respondents=800, seed=4, gss=False)
-    distributions, _ = aggregate_files(world.files, AggregateInputs.build(load_subpopulations("22"), codebook_path=str(world.codebook_path)))
+    distributions, _ = aggregate_files(world.files, AggregateInputs.build(load_subpopulations("22"),
+                                                                          codebook_path=str(world.codebook_path)))
     base = prepare_splits(distributions, "QA", ratios=(0.0, 0.0, 1.0), seed=0)["test"]
     frame = pd.concat([base] * (rows // len(base) + 1), ignore_index=True).head(rows)
     path = root / f"test-{rows}.parquet"
@@ -69,7 +70,8 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         mem = json.loads(run.stdout.strip().splitlines()[-1])
         print(f"{rows:6d} prompts: {rows / mem['seconds']:6.1f} prompts/s end to end ({mem['seconds']:.1f} s), "
-              f"peak RSS {mem['peak_mb']:.0f} MiB (idle Ray {mem['idle_mb']:.0f} MiB, job adds {mem['peak_mb'] - mem['idle_mb']:.0f} MiB)")
+              f"peak RSS {mem['peak_mb']:.0f} MiB (idle Ray {mem['idle_mb']:.0f} MiB, "
+              f"job adds {mem['peak_mb'] - mem['idle_mb']:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ def run_batched(model, batches, projection, names):
 def run_loop(model, batches, projection, names, shared_forward=False):
     from demoscope.selection.gradients import per_sample_gradients_loop
 
-    return np.concatenate([projection.project(per_sample_gradients_loop(model, b, names, "instruction", shared_forward).grads.numpy())
+    return np.concatenate([projection.project(per_sample_gradients_loop(model, b, names, "instruction",
+                                                                        shared_forward).grads.numpy())
                            for b in batches])
 
 
@@ -173,7 +174,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} torch thread(s); "
           f"best of {args.repeats} interleaved runs after a warm-up round; peak memory = process RSS")
     bench("toy char GPT-2 (hidden 64, 2 layers, LoRA r=4), addition samples", *toy_setup(args.samples), args)
-    bench("tiny Llama (hidden 128, 2 layers, LoRA r=8 q/v)", *factory_setup("llama", 128, 2, 2, args.samples, args.seq_len), args)
+    bench("tiny Llama (hidden 128, 2 layers, LoRA r=8 q/v)",
+          *factory_setup("llama", 128, 2, 2, args.samples, args.seq_len), args)
     bench("tiny GPT-2 (hidden 256, 4 layers, LoRA r=8 c_attn/c_proj/c_fc)",
           *factory_setup("gpt2", 256, 4, 4, args.samples, args.seq_len), args)
     print(f"total {time.perf_counter() - start:.0f} s")

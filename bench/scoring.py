@@ -110,7 +110,8 @@ class PeakRSS:
 def best_times(repeats: int, variants: dict) -> tuple[dict, dict, dict]:
     """Run each variant ``repeats`` times, interleaved so that a busy moment hits all of them.
 
-    Returns (results, best wall time, peak RSS (here, children) in MiB) per variant; the best run is the least disturbed.
+    Returns (results, best wall time, peak RSS (here, children) in MiB) per variant; the best run is the least
+    disturbed.
     """
     results, times, peaks = {}, {name: [] for name in variants}, {name: (0.0, 0.0) for name in variants}
     for _ in range(repeats):
@@ -165,7 +166,8 @@ def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_
                   "vllm top-k": "(logprobs=128, SubPOP's rule)"}
     warm = slice(0, batch_size)
     for fn in (lambda: one_at_a_time(model, tokenizer, prompts[warm], n_options[warm]),
-               lambda: ours.score(prompts[warm], n_options[warm]), lambda: batched.score(prompts[warm], n_options[warm])):
+               lambda: ours.score(prompts[warm], n_options[warm]),
+               lambda: batched.score(prompts[warm], n_options[warm])):
         fn()
     if engine is not None:
         exact.score(prompts[warm], n_options[warm])
@@ -201,7 +203,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="time each variant this many times, keep the best")
     parser.add_argument("--models", default="tiny,bigger", help="comma-separated: tiny, bigger, smollm2")
-    parser.add_argument("--vllm", action="store_true", help="also time the vLLM scorer (needs the .venv-vllm environment)")
+    parser.add_argument("--vllm", action="store_true",
+                        help="also time the vLLM scorer (needs the .venv-vllm environment)")
     args = parser.parse_args()
 
     from transformers.utils import logging as hf_logging

@@ -27,7 +27,8 @@ from demoscope.pipelines.runtime import use_loopback_env
 use_loopback_env()
 
 GROUPS = [("POLPARTY", "Democrat"), ("POLPARTY", "Republican"), ("POLIDEOLOGY", "Liberal"),
-          ("POLIDEOLOGY", "Conservative"), ("RELIG", "Protestant"), ("RACE", "Black"), ("SEX", "Female"), ("CREGION", "South")]
+          ("POLIDEOLOGY", "Conservative"), ("RELIG", "Protestant"), ("RACE", "Black"), ("SEX", "Female"),
+          ("CREGION", "South")]
 QUESTIONS = [
     ("How much, if at all, do you worry about climate change?", ["A great deal", "Some", "Not too much", "Not at all"]),
     ("Do you think the economy is getting better or worse?", ["Getting better", "Getting worse", "Staying the same"]),
@@ -96,10 +97,12 @@ def main() -> None:
         for level in args.levels:
             r = results[(batching, level)] = load(url, level, args.requests, args.seconds)
             print(f"batching {'on ' if batching else 'off'} concurrency {level:3d}: {r['rps']:7.1f} req/s  "
-                  f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  non-200 {r['errors']} (5xx {r['server_errors']}) of {r['n']}")
+                  f"p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms  "
+                  f"non-200 {r['errors']} (5xx {r['server_errors']}) of {r['n']}")
         serve.delete("demoscope")
     for level in args.levels:
-        print(f"concurrency {level:3d}: batching on / off = {results[(True, level)]['rps'] / results[(False, level)]['rps']:.2f}x")
+        print(f"concurrency {level:3d}: batching on / off = "
+              f"{results[(True, level)]['rps'] / results[(False, level)]['rps']:.2f}x")
     print(f"5xx in total: {sum(r['server_errors'] for r in results.values())}")
     serve.shutdown()
 

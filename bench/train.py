@@ -32,7 +32,8 @@ def prepared_set(root: Path, rows: int) -> Path:
     from demoscope.surveys.synthetic import generate_world
 
     world = generate_world(root / "world", waves=2, respondents=1000, seed=2, gss=False)
-    distributions, _ = aggregate_files(world.files, AggregateInputs.build(load_subpopulations("22"), codebook_path=str(world.codebook_path)))
+    distributions, _ = aggregate_files(world.files, AggregateInputs.build(load_subpopulations("22"),
+                                                                          codebook_path=str(world.codebook_path)))
     train = prepare_splits(distributions, "QA", ratios=(1.0, 0.0, 0.0), seed=0)["train"].head(rows)
     path = root / "train.parquet"
     train.to_parquet(path, index=False)

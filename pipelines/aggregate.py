@@ -66,7 +66,8 @@ example demoscope synth-survey --out runs/synthetic --waves 2
 class AggregateConfig(JobConfig):
     """Survey files -> weighted answer distributions per (question, subpopulation)."""
 
-    inputs: list[str] = Field(default_factory=list, description="survey files (.sav/.dta/.csv/.parquet) or folders of them")
+    inputs: list[str] = Field(default_factory=list, description="survey files (.sav/.dta/.csv/.parquet) "
+                              "or folders of them")
     out: str = Field("runs/aggregate", description="output folder")
     subpopulations: str = Field("22", description="'22' or '61' (SubPOP's tables) or a CSV with attribute,group")
     codebook: str | None = Field(None, description="codebook JSON in SubPOP's refined_qkey_dict.json format")
@@ -219,7 +220,8 @@ def _print_summary(summary: dict, out: Path, frame, written: bool) -> None:
     )
     if len(frame):
         per_group = frame.groupby(["attribute", "group"], sort=False)["n"].median()
-        console.print("median respondents per question: " + ", ".join(f"{g} {int(n)}" for (_, g), n in per_group.items()))
+        console.print("median respondents per question: "
+                      + ", ".join(f"{g} {int(n)}" for (_, g), n in per_group.items()))
     for failed in summary["failed_files"]:
         console.print(f"[red]failed[/]: {failed}")
     issues = summary["issues"]

@@ -46,9 +46,11 @@ class AuditConfig(JobConfig):
     """``demoscope audit``: political-bias audit of a model and its adapters, offline."""
 
     model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama")
-    adapters: dict[str, str] = Field(default_factory=dict, description="systems to compare with the base model (adapters.left=PATH)")
+    adapters: dict[str, str] = Field(default_factory=dict, description="systems to compare with the base model "
+                                     "(adapters.left=PATH)")
     statements: str | None = Field(None, description="Political Compass style statements, one per line (not shipped)")
-    test_file: str | None = Field(None, description="prepared survey split for opinion alignment (from `demoscope prepare`)")
+    test_file: str | None = Field(None, description="prepared survey split for opinion alignment "
+                                  "(from `demoscope prepare`)")
     out: str = Field("runs/audit", description="output folder")
     temperature: float = Field(0.3, gt=0, description="sampling temperature (PoliTune: 0.3)")
     top_k: int = Field(200, ge=1, description="top-k sampling (PoliTune: 200)")
@@ -90,7 +92,8 @@ def audit(config: AuditConfig) -> AuditResult:
     from demoscope.training.opinion_data import read_prepared
 
     if not config.statements and not config.test_file:
-        raise ConfigError("nothing to audit: give --statements (Political Compass style) and/or --test-file (opinion alignment)")
+        raise ConfigError("nothing to audit: give --statements (Political Compass style) "
+                          "and/or --test-file (opinion alignment)")
     statements = read_statements(config.statements) if config.statements else []
     test = read_prepared(config.test_file) if config.test_file else None
     out = Path(config.out)
@@ -115,14 +118,17 @@ def audit(config: AuditConfig) -> AuditResult:
         table = agreement_table(answers)
         atomic_write(out / "pc_agreement.csv", lambda tmp: table.to_csv(tmp, index=False))
         _plot_agreement(table, out / "pc_agreement.png")
-        per_statement = answers.pivot_table(index="statement", columns="system", values="score", aggfunc="first", sort=False)
-        sections.append(f"## Political Compass style agreement\n\n{markdown_table(table)}\n\n![agreement](pc_agreement.png)\n\n"
+        per_statement = answers.pivot_table(index="statement", columns="system", values="score", aggfunc="first",
+                                            sort=False)
+        sections.append(f"## Political Compass style agreement\n\n{markdown_table(table)}\n\n"
+                        f"![agreement](pc_agreement.png)\n\n"
                         f"Per statement (0 strongly disagree .. 3 strongly agree, -1 unparsed):\n\n"
                         f"{markdown_table(per_statement.reset_index())}\n")
         console.print(table.to_string(index=False))
 
     if test is not None:
-        scorers = {system: TransformersOptionScorer(model, tokenizer, adapter=adapter) for system, adapter in systems.items()}
+        scorers = {system: TransformersOptionScorer(model, tokenizer, adapter=adapter)
+                   for system, adapter in systems.items()}
         with console.status(f"scoring {len(test):,} survey prompts per system"):
             alignment = group_alignment(test, scorers)
         atomic_write(out / "alignment.csv", lambda tmp: alignment.to_csv(tmp, index=False))
@@ -130,7 +136,8 @@ def audit(config: AuditConfig) -> AuditResult:
                                list(systems), out / "alignment.png")
         closest = alignment[alignment["rank"] <= 3].sort_values(["system", "rank"])
         text = [f"## Opinion alignment\n\nMean Wasserstein distance to each group (lower = closer).\n\n"
-                f"Closest groups per system:\n\n{markdown_table(closest[['system', 'rank', 'attribute', 'group', 'mean_wd']])}\n\n"
+                f"Closest groups per system:\n\n"
+                f"{markdown_table(closest[['system', 'rank', 'attribute', 'group', 'mean_wd']])}\n\n"
                 f"![alignment](alignment.png)\n"]
         for name in config.adapters:
             text.append(f"\nHow `{name}` moved relative to the base model (negative = closer):\n\n"

@@ -45,7 +45,8 @@ class BiasConfig(JobConfig):
     """``demoscope bias``: gender and race bias of sentiment systems on the Equity Evaluation Corpus."""
 
     systems: dict[str, str] = Field(default_factory=dict, description="name=path: students, classifiers or causal LMs")
-    variant: Literal["paper", "seed"] = Field("paper", description="gender pairs: paper 1,584 (name means) or seed 1,440")
+    variant: Literal["paper", "seed"] = Field("paper", description="gender pairs: paper 1,584 (name means) "
+                                              "or seed 1,440")
     alpha: float = Field(0.05, gt=0, lt=1, description="significance level (Bonferroni-corrected)")
     out: str = Field("runs/bias", description="output folder")
 
@@ -78,8 +79,8 @@ def write_report(scored: pd.DataFrame, systems: list[str], out: Path, variant: s
     from demoscope.io import atomic_write
 
     atomic_write(out / "eec_scores.parquet", lambda tmp: scored.to_parquet(tmp, index=False))
-    paths = write_bias_report({s: scored[s].tolist() for s in systems}, out, eec=scored[[c for c in scored if c not in systems]],
-                              variant=variant, alpha=alpha)
+    paths = write_bias_report({s: scored[s].tolist() for s in systems}, out,
+                              eec=scored[[c for c in scored if c not in systems]], variant=variant, alpha=alpha)
     stats = pd.read_csv(paths["statistics_csv"])
     return stats[stats["subset"] == "all"]
 

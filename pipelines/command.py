@@ -173,5 +173,7 @@ def parse_and_run(job: Job, argv: list[str], prog: str) -> int:
 
 
 def main_for(job: Job, argv: list[str] | None = None) -> int:
-    """Entry point for ``python -m demoscope.pipelines.<job>`` (or ``demoscope.tune.<job>``, ``demoscope.serve.run``)."""
+    """Entry point for ``python -m demoscope.pipelines.<job>`` (or ``demoscope.tune.<job>``,
+    ``demoscope.serve.run``).
+    """
     return parse_and_run(job, sys.argv[1:] if argv is None else argv, f"python -m {job.run.__module__}")

@@ -74,12 +74,14 @@ class DemoConfig(JobConfig):
     seed: int = Field(7, description="random seed")
     model: str = Field("tiny:llama", description="model to fine-tune: tiny:llama (random, seconds) or smollm2:135m "
                        "(real, pretrained; the demo then samples rows to finish in under 30 minutes on 2 cores)")
-    epochs: int | None = Field(None, ge=1, description="fine-tuning epochs (default: the training preset's, 4 tiny / 2 real)")
+    epochs: int | None = Field(None, ge=1, description="fine-tuning epochs "
+                               "(default: the training preset's, 4 tiny / 2 real)")
     num_workers: int = Field(2, ge=1, description="Ray Train workers")
     max_train_rows: int | None = Field(None, ge=0, description="train on at most this many rows, whole questions "
-                                       "sampled at random, and validate on a quarter as many (default: all for tiny models, 320 for real ones; 0: all)")
-    max_test_rows: int | None = Field(None, ge=0, description="evaluate at most this many held-out rows, whole questions "
-                                      "(default: all for tiny models, 200 for real ones; 0: all)")
+                                       "sampled at random, and validate on a quarter as many "
+                                       "(default: all for tiny models, 320 for real ones; 0: all)")
+    max_test_rows: int | None = Field(None, ge=0, description="evaluate at most this many held-out rows, "
+                                      "whole questions (default: all for tiny models, 200 for real ones; 0: all)")
 
 
 def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -> int:
@@ -143,7 +145,8 @@ def _sample_splits(config: DemoConfig, splits: dict[str, Path], out: Path, conso
 
     limits = {name: 0 if _is_tiny(config) else rows for name, rows in REAL_MODEL_ROWS.items()}  # 0: all rows
     if config.max_train_rows is not None:  # validation keeps the default caps' proportion (a quarter)
-        limits["train"], limits["val"] = config.max_train_rows, config.max_train_rows and max(1, config.max_train_rows // 4)
+        limits["train"], limits["val"] = (config.max_train_rows,
+                                          config.max_train_rows and max(1, config.max_train_rows // 4))
     if config.max_test_rows is not None:
         limits["test"] = config.max_test_rows
     if not any(limits.values()):

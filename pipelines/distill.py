@@ -57,10 +57,12 @@ class DistillConfig(JobConfig):
     train_file: str | None = Field(None, description="student training texts (text, label); or use --synthetic")
     test_file: str | None = Field(None, description="held-out texts (text, label) for accuracy")
     synthetic: int = Field(0, ge=0, description="rows of a seeded synthetic sentiment set instead of files")
-    planted_bias: Literal["race", "gender", "none"] = Field("race", description="synthetic: bias planted in the teacher's data")
+    planted_bias: Literal["race", "gender", "none"] = Field("race", description="synthetic: bias planted "
+                                                            "in the teacher's data")
     teacher: str = Field("train", description="'train' (a CNN teacher on --teacher-file / the biased synthetic set), "
                                                "a causal LM (few-shot), a classifier, or a saved student")
-    teacher_file: str | None = Field(None, description="teacher's training texts when teacher=train (default: synthetic)")
+    teacher_file: str | None = Field(None, description="teacher's training texts when teacher=train "
+                                     "(default: synthetic)")
     students: list[str] = Field(["bow", "cnn"], description="student kinds: bow, cnn, hf (hf uses --student-model)")
     student_model: str = Field("tiny:classifier", description="the hf student's starting classifier")
     alpha: float = Field(0.9, ge=0, le=1, description="bow/cnn: weight of KL(teacher || student)")
@@ -203,7 +205,8 @@ def distill(config: DistillConfig, address: str | None = None, verbose: bool = F
         for part in dataset.iter_batches(batch_format="pandas", batch_size=None):
             parts.append(part)
             progress.advance(len(part))
-    labels = plain_labels(pd.concat(parts, ignore_index=True))  # row order may differ from the input's: training does not care
+    # row order may differ from the input's: training does not care
+    labels = plain_labels(pd.concat(parts, ignore_index=True))
     soft_file = out / "soft_labels.parquet"
     atomic_write(soft_file, lambda tmp: labels.to_parquet(tmp, index=False))
     agreement = teacher_agreement(labels)
@@ -239,8 +242,8 @@ def _report(config: DistillConfig, out: Path, accuracy: pd.DataFrame, overall: p
     from demoscope.reports import markdown_table
 
     bias = overall[["system", "comparison", "group_a", "group_b", "mean_delta", "p_bonferroni", "verdict"]]
-    planted = (f"teacher data with a planted {config.planted_bias} bias, student data without" if config.teacher == "train"
-               else "no planted bias: the teacher is not trained here")
+    planted = (f"teacher data with a planted {config.planted_bias} bias, student data without"
+               if config.teacher == "train" else "no planted bias: the teacher is not trained here")
     data = f"synthetic ({config.synthetic} rows; {planted})" if config.synthetic else f"`{config.train_file}`"
     text = f"""# Bias transfer in distillation
 

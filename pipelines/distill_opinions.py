@@ -73,7 +73,8 @@ class TeacherActor:
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
 
-        (self.scorer,) = option_scorers(resolve_model(model), adapter, backend, letter_logprobs=letter_logprobs).values()
+        (self.scorer,) = option_scorers(resolve_model(model), adapter, backend,
+                                        letter_logprobs=letter_logprobs).values()
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.distill import teacher_option_dists, teacher_option_targets
@@ -93,7 +94,8 @@ def _relabel(config: OpinionDistillConfig, split: str, out: Path) -> Path:
         TeacherActor, fn_constructor_kwargs={"model": config.teacher, "adapter": config.teacher_adapter,
                                              "backend": choose_backend(config.backend, config.use_gpu),
                                              "letter_logprobs": config.letter_logprobs},
-        batch_size=256, batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0, **ACTOR_POOL_OPTIONS,
+        batch_size=256, batch_format="pandas", concurrency=1, num_cpus=1, num_gpus=1 if config.use_gpu else 0,
+        **ACTOR_POOL_OPTIONS,
     ).to_pandas()
     # Plain columns: Arrow-backed list dtypes would not survive pandas' Parquet metadata round trip.
     relabelled = pd.DataFrame({c: [list(v) if hasattr(v, "__len__") and not isinstance(v, str) else v
@@ -172,7 +174,8 @@ def distill_opinions(config: OpinionDistillConfig, address: str | None = None,
 def _plot(table: pd.DataFrame, path: Path) -> None:
     from demoscope.reports import plot_group_wasserstein
 
-    long = table.melt(id_vars=["attribute", "group"], value_vars=["teacher", "student"], var_name="system", value_name="mean")
+    long = table.melt(id_vars=["attribute", "group"], value_vars=["teacher", "student"], var_name="system",
+                      value_name="mean")
     plot_group_wasserstein(long.assign(low=long["mean"], high=long["mean"]), ["teacher", "student"], path)
 
 
@@ -182,7 +185,8 @@ def _report(config: OpinionDistillConfig, out: Path, table: pd.DataFrame) -> Non
     closer = int((table["change"] < 0).sum())
     text = f"""# Opinion distillation: does the student keep the teacher's fit to each group?
 
-Teacher `{config.teacher}`{f" + adapter `{config.teacher_adapter}`" if config.teacher_adapter else ""}; student `{config.student}`
+Teacher `{config.teacher}`{f" + adapter `{config.teacher_adapter}`" if config.teacher_adapter
+                           else ""}; student `{config.student}`
 fitted to the teacher's option distributions on `{config.train_file}` ({config.epochs} epochs, forward KL).
 Mean Wasserstein distance to the humans on `{config.test_file}` (lower = closer); change = student - teacher.
 The student is closer to the humans than its teacher for {closer} of {len(table)} groups.

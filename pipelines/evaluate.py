@@ -75,16 +75,19 @@ example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --mode
 class EvaluateConfig(JobConfig):
     """Score a model (+ adapter) on a prepared split or a distributions file; Wasserstein report with baselines."""
 
-    test_file: str = Field(..., description="what to score: a prepared split (.parquet or .csv from `demoscope prepare`) "
-                           "or a distributions file (`demoscope aggregate`'s, or SubPOP-format CSV), told apart by its columns")
+    test_file: str = Field(..., description="what to score: a prepared split "
+                           "(.parquet or .csv from `demoscope prepare`) or a distributions file "
+                           "(`demoscope aggregate`'s, or SubPOP-format CSV), told apart by its columns")
     steering: Literal["QA", "BIO", "PORTRAY"] = Field(
-        "QA", description="steering template of the prompts rendered from a distributions file (ignored for a prepared split)")
-    baselines_only: bool = Field(False, description="score only the baselines that need no model (uniform, other groups), "
-                                 "without Ray, in seconds")
+        "QA", description="steering template of the prompts rendered from a distributions file "
+        "(ignored for a prepared split)")
+    baselines_only: bool = Field(False, description="score only the baselines that need no model "
+                                 "(uniform, other groups), without Ray, in seconds")
     model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2")
     adapter: str | None = Field(None, description="LoRA adapter folder (e.g. OUT/adapter of `demoscope train`)")
     out: str = Field("runs/evaluate", description="output folder")
-    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, else Transformers")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, "
+                                                             "else Transformers")
     batch_size: int = Field(16, ge=1, description="prompts per forward pass")
     letter_logprobs: LetterLogprobs = "auto"
     top_k: int = Field(128, ge=1, description="vLLM top-k mode: log-probs read per prompt (SubPOP: 128)")
@@ -93,13 +96,17 @@ class EvaluateConfig(JobConfig):
     compare_base: bool = Field(True, description="with an adapter, also score the base model (adapter disabled)")
     steerability: bool = Field(True, description="also score each question without its steering prefix and report, "
                                "per group, whether steering moved the answer closer to the group")
-    exclude_questions: list[str] | None = Field(None, description="question keys left out of the report (e.g. SubPOP's high-relevance ones)")
+    exclude_questions: list[str] | None = Field(None, description="question keys left out of the report "
+                                                "(e.g. SubPOP's high-relevance ones)")
     n_boot: int = Field(1000, ge=10, description="bootstrap resamples for the 95% intervals")
     bootstrap: Literal["question", "row"] = Field(
-        "question", description="question: resample questions (clustered, the default); row: resample rows as if independent")
+        "question", description="question: resample questions (clustered, the default); "
+        "row: resample rows as if independent")
     seed: int = Field(0, description="bootstrap seed")
-    guide_model: str | None = Field(None, description="weak-to-strong mode: a small model whose tuned/untuned pair steers --model")
-    guide_adapter: str | None = Field(None, description="the small model's tuned LoRA adapter (untuned = adapter disabled)")
+    guide_model: str | None = Field(None, description="weak-to-strong mode: "
+                                    "a small model whose tuned/untuned pair steers --model")
+    guide_adapter: str | None = Field(None, description="the small model's tuned LoRA adapter "
+                                      "(untuned = adapter disabled)")
     guide_beta: float = Field(1.0, ge=0, description="steering strength: p ∝ p_large * (p_tuned / p_untuned)^beta")
 
 
@@ -225,10 +232,12 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
 
     if not config.baselines_only:
         if config.adapter and not (Path(config.adapter) / "adapter_config.json").exists():
-            raise ConfigError(f"adapter folder {config.adapter} has no adapter_config.json (expected OUT/adapter of `demoscope train`)")
+            raise ConfigError(f"adapter folder {config.adapter} has no adapter_config.json "
+                              f"(expected OUT/adapter of `demoscope train`)")
         if config.guide_model is not None:
             if config.adapter is not None:
-                raise ConfigError("weak-to-strong mode steers the large --model itself: give --guide-adapter, not --adapter")
+                raise ConfigError("weak-to-strong mode steers the large --model itself: "
+                                  "give --guide-adapter, not --adapter")
             if not config.guide_adapter or not (Path(config.guide_adapter) / "adapter_config.json").exists():
                 raise ConfigError(f"--guide-model needs --guide-adapter, the small model's tuned LoRA folder with "
                                   f"adapter_config.json (got {config.guide_adapter!r})")
@@ -283,7 +292,8 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
         # Ray hands back Arrow-typed pandas columns whose pandas metadata pandas cannot read back: write plain Arrow.
         table = pa.Table.from_pandas(predictions, preserve_index=False).replace_schema_metadata(None)
         pq.write_table(table, staging / "part-00000.parquet")
-    save_config(config, out / "config.yaml")  # after the predictions: a failed run leaves the last good config beside them
+    # after the predictions: a failed run leaves the last good config beside them
+    save_config(config, out / "config.yaml")
     return EvaluationResult(out, out / "predictions", report(config, out / "predictions", out))
 
 
@@ -342,14 +352,16 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
         "difference": differences["difference"], "mean": differences["mean"],
         "95% interval": [f"[{r.low:.4f}, {r.high:.4f}]" for r in differences.itertuples()],
         "excludes 0": ["yes" if x else "no" for x in differences["excludes_zero"]],
-        "relative gap reduction": [f"{r.gap_reduction:.1%} [{r.gap_low:.1%}, {r.gap_high:.1%}]" for r in differences.itertuples()],
+        "relative gap reduction": [f"{r.gap_reduction:.1%} [{r.gap_low:.1%}, {r.gap_high:.1%}]"
+                                   for r in differences.itertuples()],
         "rows": differences["n"].astype(int), "questions": differences["questions"].astype(int)})
     cells = per_group.assign(cell=[interval_cell(r.mean, r.low, r.high) for r in per_group.itertuples()])
     wide = cells.pivot(index=["attribute", "group"], columns="system", values="cell")[systems]
     counts = cells[cells.system == systems[0]].set_index(["attribute", "group"])["n"].rename("n")
     wide = pd.concat([counts, wide], axis=1).reset_index()
     scored_by = ("No model: baselines only." if getattr(config, "baselines_only", False) else
-                 f"Model `{config.model}`{f', adapter `{config.adapter}`' if config.adapter else ''}.{_guide_note(config)}")
+                 f"Model `{config.model}`{f', adapter `{config.adapter}`' if config.adapter else ''}."
+                 f"{_guide_note(config)}")
     baselines = "\n".join(f"- {BASELINE_NOTES[s]}" for s in systems if s in BASELINE_NOTES)
     text = f"""# Opinion evaluation
 
@@ -398,7 +410,8 @@ def _coverage_section(coverage: dict[str, dict], config: EvaluateConfig) -> str:
     if not coverage:
         return ""
     lines = [f"- `{s}`: {c['incomplete_share']:.1%} of rows had a letter outside the top {config.top_k} (counted 0); "
-             f"missed mass at most {c['mean_missed_mass_bound']:.2e} per row on average, {c['max_missed_mass_bound']:.2e} "
+             f"missed mass at most {c['mean_missed_mass_bound']:.2e} per row on average, "
+             f"{c['max_missed_mass_bound']:.2e} "
              "at worst" for s, c in coverage.items()]
     return ("\n## Letter coverage (vLLM top-k log-probs)\n\nA letter outside the top k counts 0, as in SubPOP; "
             "`letter_logprobs: exact` reads every letter.\n\n" + "\n".join(lines) + "\n")

@@ -52,7 +52,8 @@ class GenerateConfig(GuideModels):
     """``demoscope generate``: weak-to-strong decoding over a prompt set (Ray Data), with gold rewards."""
 
     model: str = Field("tiny:llama", description="the large model (Hugging Face id, local path, tiny:llama)")
-    prompts: str = Field(..., description="prompt file: .txt (one per line), .jsonl/.csv/.parquet with a `prompt` column")
+    prompts: str = Field(..., description="prompt file: .txt (one per line), "
+                         ".jsonl/.csv/.parquet with a `prompt` column")
     limit: int | None = Field(None, ge=1, description="use the first N prompts (the seed: 200)")
     reward_model: str | None = Field(None, description="gold reward: a sequence classifier (positive - negative logit)")
     positive_label: str = Field("1", description="the classifier's positive label (index or name)")
@@ -120,7 +121,8 @@ def check(config: GenerateConfig) -> None:
         raise ConfigError("no decoding methods: give --methods (base, bon:N, cbs:W,K,L, eft:BETA)")
     guided = [m.label for m in methods if m.name != "base"]
     if guided and config.tuned is None:
-        raise ConfigError(f"{', '.join(guided)} need the small guide pair: give --tuned (and --untuned or --tuned-adapter)")
+        raise ConfigError(f"{', '.join(guided)} need the small guide pair: "
+                          f"give --tuned (and --untuned or --tuned-adapter)")
     if config.tuned is not None and config.untuned is None and not config.tuned_adapter:
         raise ConfigError("give --untuned (the small model before tuning) or --tuned-adapter (untuned = adapter off)")
     if config.tuned_adapter and not (Path(config.tuned_adapter) / "adapter_config.json").exists():
@@ -154,7 +156,8 @@ def generate_all(config: GenerateConfig, address: str | None = None, verbose: bo
     check(config)
     prompts = read_prompts(config.prompts, config.limit)
     out = Path(config.out).resolve()
-    config = config.model_copy(update={"tuned_adapter": str(Path(config.tuned_adapter).resolve()) if config.tuned_adapter else None})
+    config = config.model_copy(update={"tuned_adapter": str(Path(config.tuned_adapter).resolve())
+                                                        if config.tuned_adapter else None})
     save_config(config, out / "config.yaml")
     init_ray(address, verbose)
     check_resources("generate", config.replicas, config.use_gpu, unit="the generation", flag="replicas")
@@ -164,7 +167,8 @@ def generate_all(config: GenerateConfig, address: str | None = None, verbose: bo
 
     for name in filter(None, [config.model, config.tuned, config.untuned, config.reward_model]):
         resolve_model(name)  # build tiny models once, before the actors start
-    blocks = [pd.DataFrame({"prompt": prompts[i:i + config.batch_size]}) for i in range(0, len(prompts), config.batch_size)]
+    blocks = [pd.DataFrame({"prompt": prompts[i:i + config.batch_size]})
+              for i in range(0, len(prompts), config.batch_size)]
     dataset = ray.data.from_pandas(blocks)  # one block per batch, so actors share the work
     dataset = dataset.map_batches(
         GenerationActor, fn_constructor_kwargs={"settings": config.model_dump(mode="json")},
@@ -176,8 +180,10 @@ def generate_all(config: GenerateConfig, address: str | None = None, verbose: bo
     from demoscope.pipelines.progress import RowProgress
 
     console = Console(soft_wrap=True)
-    console.print(f"generating for {len(prompts):,} prompts with {len(config.methods)} method(s); loading the models first")
-    with atomic_dir(out / "generations") as staging, RowProgress(len(prompts), "generating", console=console, unit="prompts") as progress:
+    console.print(f"generating for {len(prompts):,} prompts with {len(config.methods)} method(s); "
+                  f"loading the models first")
+    with (atomic_dir(out / "generations") as staging,
+          RowProgress(len(prompts), "generating", console=console, unit="prompts") as progress):
         for i, part in enumerate(dataset.iter_batches(batch_format="pandas", batch_size=None)):
             part.to_parquet(staging / f"part-{i:05d}.parquet", index=False)
             progress.advance(len(part) // len(config.methods))  # one row per prompt and method

@@ -72,7 +72,8 @@ class PrepareConfig(JobConfig):
     val_ratio: float = Field(0.1, ge=0, le=1, description="share of questions in val")
     test_ratio: float = Field(0.0, ge=0, le=1, description="share of questions in test (the rest after rounding)")
     seed: int = Field(42, description="seed of the question split and the row shuffle")
-    shuffle: bool = Field(True, description="row-shuffle each split (SubPOP's default; --no-shuffle keeps sorted order)")
+    shuffle: bool = Field(True, description="row-shuffle each split "
+                          "(SubPOP's default; --no-shuffle keeps sorted order)")
     exclude_questions: list[str] | None = Field(None, description="question keys to drop before splitting")
 
 
@@ -153,7 +154,8 @@ def prepare(config: PrepareConfig) -> PrepareResult:
             rows[name][steering.value] = len(frame)
             questions[name] = int(frame["qkey"].nunique())
     save_config(config, out / "config.yaml")
-    print(f"{usable['qkey'].nunique()} questions, {len(usable)} (question, group) rows from {config.distributions} -> {out}")
+    print(f"{usable['qkey'].nunique()} questions, {len(usable)} (question, group) rows "
+          f"from {config.distributions} -> {out}")
     for name in SPLITS:
         per_type = ", ".join(f"{kind} {count}" for kind, count in rows[name].items())
         print(f"  {name:<5} {questions[name]:>6} questions; rows: {per_type}")

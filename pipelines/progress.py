@@ -71,9 +71,11 @@ class RowProgress:
             tail = f"done in {format_duration(elapsed)}"
         else:
             tail = f"ETA {format_duration(eta_seconds(elapsed, self.done, self.total))}"
-        return f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}), {rate:,.1f} {self.unit}/s, {tail}"
+        return (f"{self.label}: {self.done:,}/{self.total:,} {self.unit} ({share:.0%}), "
+                f"{rate:,.1f} {self.unit}/s, {tail}")
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.stop()
         elif kind is None:

@@ -118,7 +118,8 @@ def check_resources(job: str, num_workers: int, use_gpu: bool = False, extra_cpu
     kind = "GPU" if "GPU" in short else "CPU"
     per_worker = asked[kind] / num_workers if kind == "GPU" else (asked["CPU"] - extra_cpus) / num_workers
     fits = math.floor((have.get(kind, 0.0) - (extra_cpus if kind == "CPU" else 0.0)) / per_worker) if per_worker else 0
-    parts = f"{flag}={num_workers} x {per_worker:g} {kind}" + (f" + {extra_cpus:g}" if kind == "CPU" and extra_cpus else "")
+    parts = (f"{flag}={num_workers} x {per_worker:g} {kind}"
+             + (f" + {extra_cpus:g}" if kind == "CPU" and extra_cpus else ""))
     advice = (f"use {flag}={fits}" if fits >= 1 else f"run it where Ray has {kind}s") + " or --address a bigger cluster"
     message = (f"{job}: {unit} asks {asked[kind]:g} {kind}s ({parts}); this Ray has "
                f"{have.get(kind, 0.0):g}; {advice}")

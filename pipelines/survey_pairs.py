@@ -29,7 +29,8 @@ grounded in survey data instead of generated answers).
 writes  OUT (JSONL: prompt, chosen, rejected) and OUT's config beside it
 
 example demoscope survey-pairs --split runs/demo/prepare/opnqa_QA_train.parquet --out runs/pairs/left.jsonl
-        demoscope survey-pairs --split ... --toward POLPARTY=Republican --away POLPARTY=Democrat --out runs/pairs/right.jsonl
+        demoscope survey-pairs --split runs/demo/prepare/opnqa_QA_train.parquet --toward POLPARTY=Republican \\
+            --away POLPARTY=Democrat --out runs/pairs/right.jsonl
         demoscope train --objective dpo --train-file runs/pairs/left.jsonl --out runs/dpo-left
 """
 
@@ -39,7 +40,8 @@ class SurveyPairsConfig(JobConfig):
 
     split: str = Field(..., description="a prepared split (from `demoscope prepare`), CSV or Parquet")
     toward: list[str] = Field(["POLPARTY=Democrat", "POLIDEOLOGY=Liberal"], description="ATTRIBUTE=group to prefer")
-    away: list[str] = Field(["POLPARTY=Republican", "POLIDEOLOGY=Conservative"], description="ATTRIBUTE=group to move from")
+    away: list[str] = Field(["POLPARTY=Republican", "POLIDEOLOGY=Conservative"], description="ATTRIBUTE=group "
+                            "to move from")
     min_gap: float = Field(0.02, ge=0, description="skip questions where the sides differ by less")
     out: str = Field("runs/pairs/left.jsonl", description="output JSONL (prompt, chosen, rejected)")
 

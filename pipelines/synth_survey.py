@@ -66,7 +66,8 @@ def synthesise(config: SynthSurveyConfig) -> SyntheticWorld:
             progress=lambda message: status.update(message),
         )
     save_config(config, Path(config.out) / "config.yaml")
-    console.print(f"wrote {len(world.files)} survey files, {world.codebook_path.name} and truth.parquet to {config.out}")
+    console.print(f"wrote {len(world.files)} survey files, "
+                  f"{world.codebook_path.name} and truth.parquet to {config.out}")
     return world
 
 

@@ -90,7 +90,9 @@ def load_train_config(path: str | Path, **updates: Any) -> TrainConfig:
 
 
 def resolve(config: TrainConfig) -> TrainConfig:
-    """Check a config before anything starts (the recipe's own checks), and pin its paths (workers may run elsewhere)."""
+    """Check a config before anything starts (the recipe's own checks), and pin its paths
+    (workers may run elsewhere).
+    """
     if not config.train_file:
         raise ConfigError("no training data: give --train-file (for opinions, a split written by `demoscope prepare`)")
     config = RECIPES[config.objective].check(config)

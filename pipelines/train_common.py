@@ -27,7 +27,8 @@ class TrainSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     objective: str = Field(description="what to train; each recipe narrows it to its own objectives")
-    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2 (offline factory)")
+    model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2 "
+                       "(offline factory)")
     train_file: str = Field("", description="training data (what it holds depends on the objective; see above)")
     val_file: str | None = Field(None, description="validation data in the training data's format (default: none)")
     out: str = Field("runs/train", description="output folder (artifact, metrics, TensorBoard logs, checkpoints)")
@@ -40,8 +41,8 @@ class TrainSettings(BaseModel):
     num_workers: int = Field(2, ge=1, description="Ray Train workers")
     use_gpu: bool = Field(False, description="one GPU per worker (NCCL, bf16)")
     max_failures: int = Field(2, ge=0, description="worker-group restarts from the last checkpoint after a failure")
-    storage_path: str | None = Field(None, description="where Ray Train keeps checkpoints (default OUT/ray; a cloud URI "
-                                                       "on clusters)")
+    storage_path: str | None = Field(None, description="where Ray Train keeps checkpoints "
+                                                       "(default OUT/ray; a cloud URI on clusters)")
 
 
 @dataclass(frozen=True)

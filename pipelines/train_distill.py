@@ -97,7 +97,8 @@ def distill_loop(cfg: dict) -> None:
     student.module = ray.train.torch.prepare_model(student.module)
     sampler = DistributedSampler(range(len(train)), num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
     teacher = train[["label_0", "label_1"]].to_numpy(dtype="float32") if soft else None
-    loader = make_loader(student, train["text"].tolist(), train["label"].tolist(), teacher, config.batch_size, sampler=sampler)
+    loader = make_loader(student, train["text"].tolist(), train["label"].tolist(), teacher, config.batch_size,
+                         sampler=sampler)
     optimizer = make_optimizer(student.module, config.lr, config.weight_decay)
     start, resumed_from = 0, -1
     checkpoint = ray.train.get_checkpoint()

@@ -30,8 +30,9 @@ from demoscope.training.lora import LoraSettings
 from demoscope.training.progress import ProgressClock, epoch_record, step_record
 
 DESCRIPTION = """\
-objective opinion-kl / opinion-wd: LoRA on a causal LM to predict survey answer distributions (SubPOP): the
-        next-token distribution after "Answer:" over the letters " A".." J", fitted by forward KL or ordinal Wasserstein.
+objective opinion-kl / opinion-wd: LoRA on a causal LM to predict survey answer distributions (SubPOP):
+        the next-token distribution after "Answer:" over the letters " A".." J", fitted by forward KL or
+        ordinal Wasserstein.
 reads   prepared splits from `demoscope prepare` (columns input_prompt, output_dist, ordinal)
 writes  OUT/adapter (the LoRA adapter of the lowest validation loss, PEFT format)
 example demoscope train --objective opinion-kl --model tiny:llama --num-workers 2 \\
@@ -51,10 +52,12 @@ class OpinionTrainConfig(TrainSettings):
                                      "one; its own LoRA settings then apply")
     val_batch_size: int = Field(32, ge=1, description="validation examples per worker per batch")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimiser step")
-    scheduler: Literal["step", "cosine"] = Field("step", description="step: x gamma per epoch; cosine: warm-up then cosine")
+    scheduler: Literal["step", "cosine"] = Field("step", description="step: x gamma per epoch; "
+                                                 "cosine: warm-up then cosine")
     gamma: float = Field(0.85, gt=0, le=1, description="per-epoch decay of the step scheduler")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="warm-up share of the cosine scheduler")
-    warmup_steps: int | None = Field(None, ge=0, description="warm-up length in optimiser steps; overrides warmup_ratio")
+    warmup_steps: int | None = Field(None, ge=0, description="warm-up length in optimiser steps; "
+                                     "overrides warmup_ratio")
     max_grad_norm: float | None = Field(None, gt=0, description="clip gradients to this norm (default: off, as SubPOP)")
     max_length: int = Field(1024, ge=16, description="prompt tokens kept (the end of longer prompts)")
     gradient_checkpointing: bool = Field(False, description="trade compute for activation memory")
@@ -114,7 +117,8 @@ def train_loop(cfg: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(config.seed)
     bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
-    model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="bfloat16" if bf16 else "float32", device=str(device))
+    model, tokenizer = load_causal_lm(resolve_model(config.model), dtype="bfloat16" if bf16 else "float32",
+                                      device=str(device))
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()  # checkpointed blocks need inputs that require grad under LoRA
@@ -129,15 +133,17 @@ def train_loop(cfg: dict) -> None:
     def loader(path: str, batch_size: int, shuffle: bool):
         dataset = OpinionDataset(read_prepared(path), tokenizer, config.max_length)
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle, seed=config.seed)
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
+                          collate_fn=partial(collate, pad_id=tokenizer.pad_token_id))
 
     train_loader = loader(config.train_file, config.batch_size, shuffle=True)
     val_loader = loader(config.val_file, config.val_batch_size, shuffle=False) if config.val_file else None
     wrapped = _wrap(model, config.strategy, device, bf16)
-    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=config.lr,
+                                  weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_loader) / config.grad_accum)
-    scheduler = make_scheduler(optimizer, config.scheduler, steps_per_epoch, config.epochs, config.gamma, config.warmup_ratio,
-                               config.warmup_steps)
+    scheduler = make_scheduler(optimizer, config.scheduler, steps_per_epoch, config.epochs, config.gamma,
+                               config.warmup_ratio, config.warmup_steps)
     state_options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
 
     start_epoch, best, resumed_from = 0, math.inf, -1
@@ -222,7 +228,8 @@ def _wrap(model, strategy: str, device, bf16: bool):
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     model.to(device)
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16
+              else MixedPrecisionPolicy())
     layer_names = set(getattr(_base(model), "_no_split_modules", None) or [])
     for module in model.modules():
         if type(module).__name__ in layer_names:

@@ -118,7 +118,8 @@ def preference_loop(cfg: dict) -> None:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint:  # restarted or re-run: continue the Trainer from its last save
             with checkpoint.as_directory() as folder:
-                resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME, Path(staging) / "resume")
+                resume = shutil.copytree(Path(folder) / RayTrainReportCallback.CHECKPOINT_NAME,
+                                         Path(staging) / "resume")
             resumed_step = json.loads((Path(resume) / "trainer_state.json").read_text())["global_step"]
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(config.out) / "tensorboard")  # transformers 5 reads it here
         callbacks = [run_facts(resumed_step), RayTrainReportCallback()]
@@ -150,7 +151,8 @@ def trainer_arguments(config: PreferenceTrainConfig, model) -> dict:
     """
     # transformers 5 folds warmup_ratio into warmup_steps: a float below 1 is a ratio of the steps, an int a count.
     warmup = config.warmup_steps if config.warmup_steps is not None else config.warmup_ratio
-    extra = {"save_strategy": "epoch", "weight_decay": config.weight_decay, "gradient_accumulation_steps": config.grad_accum,
+    extra = {"save_strategy": "epoch", "weight_decay": config.weight_decay,
+             "gradient_accumulation_steps": config.grad_accum,
              "lr_scheduler_type": config.scheduler, "warmup_steps": warmup}
     if config.max_grad_norm:
         extra["max_grad_norm"] = config.max_grad_norm

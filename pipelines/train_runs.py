@@ -155,7 +155,9 @@ def tidy_storage(config: TrainSettings, resumed: bool) -> list[str]:
 
 
 def interrupted_message(config: TrainSettings, registered: list[str]) -> str:
-    """What Ctrl-C left in ``out`` and what running the command again does (the job's line, after "demoscope train: ")."""
+    """What Ctrl-C left in ``out`` and what running the command again does
+    (the job's line, after "demoscope train: ").
+    """
     out, experiment = Path(config.out), _experiment(config)
     kept = [name + ("/" if (out / name).is_dir() else "") for name in _RUN_FILES if (out / name).exists()]
     files = ", ".join(kept) if kept else "nothing"
@@ -168,7 +170,8 @@ def interrupted_message(config: TrainSettings, registered: list[str]) -> str:
     epoch = (latest_checkpoint_metrics(experiment) or {}).get("epoch")
     done = ""
     if isinstance(epoch, (int, float)):  # the opinion and distill loops count epochs from 0, TRL from 1 (in fractions)
-        done = f", the last at epoch {epoch:g}" if config.objective in ("dpo", "sft") else f", the last after epoch {epoch + 1}"
+        done = (f", the last at epoch {epoch:g}" if config.objective in ("dpo", "sft")
+                else f", the last after epoch {epoch + 1}")
         done += f"/{config.epochs}"
     plural = "s" if len(registered) != 1 else ""
     besides = f", and {files}" if kept else ""

@@ -264,13 +264,16 @@ class Ingress:
         """Option distributions for a batch of items; with `human`, the Wasserstein distance too."""
         c = self.config
         if len(body.items) > c.max_items:
-            raise ApiError(413, "too many items", f"{len(body.items)} items; this server takes at most {c.max_items} per request")
+            raise ApiError(413, "too many items",
+                           f"{len(body.items)} items; this server takes at most {c.max_items} per request")
         prepared = [self._prepare(i, item) for i, item in enumerate(body.items)]
         # Off the event loop: a long prompt must not stall other requests (or /healthz) while it is counted.
-        counts = await asyncio.to_thread(lambda: [len(ids) for ids in self.tokenizer([p for p, _ in prepared])["input_ids"]])
+        counts = await asyncio.to_thread(
+            lambda: [len(ids) for ids in self.tokenizer([p for p, _ in prepared])["input_ids"]])
         for i, tokens in enumerate(counts):
             if tokens > c.max_prompt_tokens:
-                raise ApiError(413, "prompt too long", f"items[{i}] renders to {tokens} tokens; at most {c.max_prompt_tokens}")
+                raise ApiError(413, "prompt too long",
+                               f"items[{i}] renders to {tokens} tokens; at most {c.max_prompt_tokens}")
         scored = await self._await_model([self.model.score.remote((p, len(item.options), a))
                                           for (p, a), item in zip(prepared, body.items)])
         return OpinionsResponse(results=[
@@ -298,7 +301,8 @@ class Ingress:
             raise ApiError(400, "no guide", f"{method.label} needs the small tuned/untuned pair; this server has none")
         samples = {"bon": method.n, "cbs": method.w * method.k}.get(method.name, 1)
         if samples > g.max_samples:
-            raise ApiError(400, "too many samples", f"{method.label} samples {samples} continuations; at most {g.max_samples}")
+            raise ApiError(400, "too many samples",
+                           f"{method.label} samples {samples} continuations; at most {g.max_samples}")
         if len(body.prompts) > g.max_prompts:
             raise ApiError(413, "too many prompts", f"{len(body.prompts)} prompts; at most {g.max_prompts} per request")
         if body.max_new_tokens > g.max_new_tokens:
@@ -331,11 +335,12 @@ class Ingress:
             raise ApiError(400, "too many options", f"{where} has {len(item.options)} options; at most {c.max_options}")
         adapter = item.adapter if item.adapter is not None else c.default_adapter
         if adapter is not None and adapter not in c.adapters:
-            raise ApiError(404, "unknown adapter", f"{where}: {adapter!r}; this server has {sorted(c.adapters) or 'none'}")
+            raise ApiError(404, "unknown adapter",
+                           f"{where}: {adapter!r}; this server has {sorted(c.adapters) or 'none'}")
         sub = item.subpopulation
         try:
-            prompt = item_prompt(item.question, item.options, sub.attribute if sub else None, sub.group if sub else None,
-                                 sub.steering if sub else "QA", item.steering_text)
+            prompt = item_prompt(item.question, item.options, sub.attribute if sub else None,
+                                 sub.group if sub else None, sub.steering if sub else "QA", item.steering_text)
         except SpecError as exc:
             raise ApiError(400, "unknown subpopulation", f"{where}: {exc}") from None
         return prompt, adapter

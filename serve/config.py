@@ -22,9 +22,12 @@ class ServeConfig(JobConfig):
     """``demoscope serve`` / ``serve run serve/config.yaml``: the opinions HTTP API on Ray Serve."""
 
     model: str = Field("tiny:llama", description="Hugging Face id, local path, or tiny:llama / tiny:gpt2")
-    adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapters by name (e.g. adapters.subpop=runs/train/adapter)")
-    default_adapter: str | None = Field(None, description="adapter used when a request names none (default: the base model)")
-    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM with use_gpu if installed, else Transformers")
+    adapters: dict[str, str] = Field(default_factory=dict, description="LoRA adapters by name "
+                                     "(e.g. adapters.subpop=runs/train/adapter)")
+    default_adapter: str | None = Field(None, description="adapter used when a request names none "
+                                        "(default: the base model)")
+    backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM with use_gpu "
+                                                             "if installed, else Transformers")
     letter_logprobs: LetterLogprobs = "auto"
     use_gpu: bool = Field(False, description="one GPU per model replica")
     replica_cpus: float = Field(1.0, ge=0, description="CPUs reserved per model replica (opinions and generation)")
@@ -39,8 +42,11 @@ class ServeConfig(JobConfig):
     min_replicas: int = Field(1, ge=1, description="autoscaling: fewest model replicas")
     max_replicas: int = Field(2, ge=1, description="autoscaling: most model replicas")
     target_ongoing_requests: int = Field(32, ge=1, description="autoscaling: ongoing prompts per replica to aim for")
-    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted (413 above), checked before parsing")
-    max_queued_requests: int = Field(512, ge=1, description="prompts queued for the model deployment before requests get 503 (load shedding)")
-    health_timeout_s: float = Field(2.0, gt=0, description="how long /healthz and a waiting request give the model to answer a ping before 503")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest request body accepted (413 above), "
+                                "checked before parsing")
+    max_queued_requests: int = Field(512, ge=1, description="prompts queued for the model deployment "
+                                     "before requests get 503 (load shedding)")
+    health_timeout_s: float = Field(2.0, gt=0, description="how long /healthz and a waiting request give the model "
+                                    "to answer a ping before 503")
     blocking: bool = Field(True, description="keep serving until interrupted (false: deploy and return)")
     generation: GenerationSettings | None = Field(None, description="enable POST /v1/generate (generation.tuned=...)")

@@ -68,7 +68,8 @@ class Guard:
         if reads_body:
             media_type = headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type != "application/json":
-                return ApiError(415, "unsupported media type", f"send the body as application/json, not {media_type or 'nothing'}")
+                return ApiError(415, "unsupported media type",
+                                f"send the body as application/json, not {media_type or 'nothing'}")
             length = headers.get("content-length", "")
             if length.isdigit() and int(length) > self.max_body_bytes:
                 return ApiError(413, "body too large", f"{length} bytes; at most {self.max_body_bytes}")

@@ -41,13 +41,15 @@ class OpinionItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
     question: Prompt = Field(..., examples=["How much, if at all, do you worry about climate change?"])
     options: list[Text] = Field(..., min_length=2, examples=[["A great deal", "Some", "Not too much", "Not at all"]])
-    ordinal: list[Finite] | None = Field(None, description="ordinal position per option (-1: not on the scale); default "
-                                                        "1..K; exactly one entry per option")
+    ordinal: list[Finite] | None = Field(None, description="ordinal position per option (-1: not on the scale); "
+                                                        "default 1..K; exactly one entry per option")
     subpopulation: Subpopulation | None = None
     steering_text: Text | None = Field(None, description="free text put before the question instead of a subpopulation")
     human: list[Share] | None = Field(None, description="the humans' distribution over options, to get a Wasserstein "
-                                                      "distance; exactly one non-negative share per option, positive sum")
-    adapter: Text | None = Field(None, description="LoRA adapter to use (GET /v1/models); default: the server's default")
+                                                      "distance; exactly one non-negative share per option, "
+                                                      "positive sum")
+    adapter: Text | None = Field(None, description="LoRA adapter to use (GET /v1/models); "
+                                                   "default: the server's default")
 
     @model_validator(mode="after")
     def _consistent(self) -> "OpinionItem":
@@ -73,7 +75,8 @@ class OpinionResult(BaseModel):
     option_mass: float = Field(..., description="probability the model put on the option letters before renormalising")
     model: str
     adapter: str | None
-    wasserstein: float | None = Field(None, description="ordinal Wasserstein distance to `human` (null if not given or non-ordinal)")
+    wasserstein: float | None = Field(None, description="ordinal Wasserstein distance to `human` "
+                                                        "(null if not given or non-ordinal)")
 
 
 class OpinionsResponse(BaseModel):

@@ -31,7 +31,8 @@ def debris(folder, name: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
 
 
-@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
+@pytest.mark.parametrize("mask, file_mode, dir_mode",
+                         [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700), (0o002, 0o664, 0o775)])
 def test_outputs_get_the_modes_the_umask_allows(tmp_path, mask, file_mode, dir_mode):
     with umask(mask):
         assert current_umask() == mask
@@ -118,8 +119,10 @@ def test_data_is_fsynced_before_the_rename(tmp_path, monkeypatch):
     """The staging file's contents reach the disk before it takes the final name."""
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(io.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
-    monkeypatch.setattr(io.os, "replace", lambda src, dst: (events.append(("replace", str(src))), real_replace(src, dst))[1])
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                    real_fsync(fd))[1])
+    monkeypatch.setattr(io.os, "replace", lambda src, dst: (events.append(("replace", str(src))),
+                                                            real_replace(src, dst))[1])
     atomic_write_text(tmp_path / "metrics.json", "{}")
     replaced = [i for i, (kind, _) in enumerate(events) if kind == "replace"]
     assert len(replaced) == 1
@@ -183,7 +186,8 @@ def test_atomic_write_all_replaces_every_file_or_none(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        io.atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: lambda tmp: tmp.write_text("new b"), c: explode})
+        io.atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: lambda tmp: tmp.write_text("new b"),
+                             c: explode})
     assert (a.read_text(), c.read_text(), b.exists()) == ("old a", "old c", False)
     assert debris(tmp_path, "a.txt") == debris(tmp_path, "c.txt") == debris(tmp_path / "sub", "b.txt") == []
     written = io.atomic_write_all({a: lambda tmp: tmp.write_text("new a"), b: lambda tmp: tmp.write_text("new b")})

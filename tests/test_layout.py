@@ -77,8 +77,10 @@ def test_top_level_help_imports_no_job():
     import sys
 
     code = ("import sys, contextlib, io\nfrom demoscope.pipelines import cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n    try: cli.main(['--help'])\n    except SystemExit: pass\n"
-            "print(sorted(m for m in sys.modules if m.startswith('demoscope.pipelines.') and m != 'demoscope.pipelines.cli'"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    try: cli.main(['--help'])\n"
+            "    except SystemExit: pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('demoscope.pipelines.')"
+            " and m != 'demoscope.pipelines.cli'"
             " or m in ('torch', 'ray')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

@@ -11,7 +11,8 @@ from demoscope.pipelines.train import load_train_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-@pytest.mark.parametrize("path", sorted((CONFIGS / "subpop").glob("*.yaml")) + [CONFIGS / "tiny-demo.yaml"], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((CONFIGS / "subpop").glob("*.yaml")) + [CONFIGS / "tiny-demo.yaml"],
+                         ids=lambda p: p.name)
 def test_training_presets_load(path):
     config = load_train_config(path)
     assert config.lora.r == 8 and config.lora.alpha == 32 and config.lora.target_modules == ["q_proj", "v_proj"]
@@ -35,7 +36,8 @@ def test_politune_presets_load_with_the_recipe_settings(path):
         assert config.batch_size * config.grad_accum == 64 and config.max_chars == 1024
         assert config.warmup_steps == 100  # num_warmup_steps of lora_dpo_single_device
     else:
-        assert (config.lr, config.weight_decay, config.epochs, config.batch_size * config.grad_accum) == (3e-4, 0.01, 2, 64)
+        assert ((config.lr, config.weight_decay, config.epochs, config.batch_size * config.grad_accum)
+                == (3e-4, 0.01, 2, 64))
 
 
 def test_weak_to_strong_preset_has_the_seeds_generation_settings():
@@ -43,7 +45,8 @@ def test_weak_to_strong_preset_has_the_seeds_generation_settings():
     from demoscope.pipelines.generate import GenerateConfig
 
     config = load_config(GenerateConfig, CONFIGS / "w2s" / "imdb-gpt2-xl.yaml")
-    assert (config.temperature, config.top_k, config.top_p, config.max_new_tokens, config.seed, config.limit) == (0.7, 50, 1.0, 50, 1, 200)
+    assert (config.temperature, config.top_k, config.top_p, config.max_new_tokens, config.seed,
+            config.limit) == (0.7, 50, 1.0, 50, 1, 200)
     labels = [DecodingMethod.parse(m).label for m in config.methods]
     assert labels == ["base", "bon16", "bon32", "cbs-w4k4l5", "eft-beta1.0"]
     assert config.large_template == "Here is a movie review from imdb: {raw_prompt}"

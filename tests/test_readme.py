@@ -80,7 +80,8 @@ def test_blocks_the_test_skips_say_why_and_runnable_blocks_have_no_placeholders(
 
 
 def test_the_block_parser_keeps_list_item_blocks_and_skip_markers():
-    text = "intro\n\n- item\n\n  ```bash\n  echo one \\\n      two\n  ```\n\n```bash\n# not run by the README test: needs a GPU\nx\n```\n"
+    text = ("intro\n\n- item\n\n  ```bash\n  echo one \\\n      two\n  ```\n\n"
+            "```bash\n# not run by the README test: needs a GPU\nx\n```\n")
     first, second = readme_blocks(text)
     assert first.code == "echo one \\\n    two\n" and first.line == 5
     assert second.skip_reason == "needs a GPU"
@@ -124,5 +125,6 @@ def test_every_readme_shell_block_runs_in_a_fresh_copy(tmp_path):
         output = result.stdout + result.stderr
         log.append(f"README.md:{block.line}: {time.monotonic() - started:.0f} s, exit {result.returncode}")
         assert result.returncode == 0, f"README.md:{block.line} failed (exit {result.returncode}):\n{output[-4000:]}"
-        assert "Traceback (most recent call last)" not in output, f"README.md:{block.line} printed a traceback:\n{output[-4000:]}"
+        assert "Traceback (most recent call last)" not in output, (
+            f"README.md:{block.line} printed a traceback:\n{output[-4000:]}")
     print("\n".join(log))

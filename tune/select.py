@@ -63,10 +63,12 @@ example demoscope select --n-subsets 60 --verify 2 --out runs/select
 class SelectConfig(JobConfig):
     """``demoscope select``: GradEx data-source selection (the noisy-addition toy, or survey waves) on Ray."""
 
-    task: Literal["toy", "subpop"] = Field("toy", description="toy: noisy addition; subpop: waves or topics of a prepared split")
+    task: Literal["toy", "subpop"] = Field("toy", description="toy: noisy addition; "
+                                           "subpop: waves or topics of a prepared split")
     train_file: str | None = Field(None, description="subpop: prepared training split whose rows form the sources")
     val_file: str | None = Field(None, description="subpop: prepared split whose loss the selection minimises")
-    sources: Literal["wave", "topic"] = Field("wave", description="subpop: one source per survey wave, or per question topic")
+    sources: Literal["wave", "topic"] = Field("wave", description="subpop: one source per survey wave, "
+                                              "or per question topic")
     topics: str | None = Field(None, description="subpop --sources topic: YAML topic: [regex, ...] or CSV qkey,topic "
                                "(default: the built-in taxonomy)")
     target_groups: list[str] = Field(default_factory=list, description="subpop: validate only on these groups "
@@ -80,7 +82,8 @@ class SelectConfig(JobConfig):
     verify_lr: float = Field(5e-3, gt=0, description="subpop: learning rate of each verification run")
     verify_workers: int = Field(1, ge=1, description="subpop: Ray Train workers of each verification run")
     verify_batch_size: int | None = Field(None, ge=1, description="subpop: examples per worker per step of each "
-                                          "verification run (default: the gradient batch, 32; a real model on CPU wants ~8)")
+                                          "verification run "
+                                          "(default: the gradient batch, 32; a real model on CPU wants ~8)")
 
     clean_sources: int = Field(6, ge=1, description="toy: sources with correct answers")
     noisy_sources: int = Field(4, ge=0, description="toy: sources with random answers")
@@ -100,10 +103,12 @@ class SelectConfig(JobConfig):
     @model_validator(mode="after")
     def _survey_options_need_the_survey_task(self) -> SelectConfig:
         if self.task == "toy":
-            given = [name for name in ("train_file", "val_file", "adapter", "topics", "target_groups", "target_questions")
+            given = [name for name in ("train_file", "val_file", "adapter", "topics", "target_groups",
+                                       "target_questions")
                      if getattr(self, name)] + (["sources"] if self.sources != "wave" else [])
             if given:
-                raise ValueError(f"{', '.join(given)} apply to task=subpop (the toy makes its own data); add --task subpop")
+                raise ValueError(f"{', '.join(given)} apply to task=subpop (the toy makes its own data); "
+                                 f"add --task subpop")
         return self
 
 
@@ -159,10 +164,13 @@ class EstimateCache:
         self.rows: dict[frozenset, dict] = {}
 
     def estimate(self, subsets: list[list[str]], name: str, label: str) -> pd.DataFrame:
-        """``subsets`` (as given, repeats kept) with their estimates; only unseen subsets run, as one Tune experiment."""
+        """``subsets`` (as given, repeats kept) with their estimates; only unseen subsets run,
+        as one Tune experiment.
+        """
         todo = list({frozenset(s): s for s in subsets if frozenset(s) not in self.rows}.values())
         distinct = len({frozenset(s) for s in subsets})
-        self.console.print(f"{label}: {len(subsets)} subsets, {distinct} distinct, {len(todo)} to estimate as Tune trials "
+        self.console.print(f"{label}: {len(subsets)} subsets, {distinct} distinct, "
+                           f"{len(todo)} to estimate as Tune trials "
                            f"({distinct - len(todo)} already estimated)")
         if todo:
             for row in _run_trials(todo, self.world, self.root, self.out, name, self.concurrent):
@@ -191,7 +199,8 @@ def _run_trials(subsets: list[list[str]], world, root: str, out: Path, name: str
         run_config=tune.RunConfig(name=name, storage_path=str(out / "tune"), verbose=0),
     )
     results = tuner.fit()
-    rows = [{"subset": r.config["subset"], "estimated_loss": r.metrics["estimated_loss"], "seconds": r.metrics["seconds"]}
+    rows = [{"subset": r.config["subset"], "estimated_loss": r.metrics["estimated_loss"],
+             "seconds": r.metrics["seconds"]}
             for r in results if r.error is None]
     if len(rows) != len(subsets):
         errors = [str(r.error) for r in results if r.error]
@@ -249,7 +258,8 @@ def select(config: SelectConfig, address: str | None = None, verbose: bool = Fal
     console.rule("1. projected per-sample gradients per source (Ray Data)")
     todo = [s for s in world.sources if s not in done]
     if done:
-        console.print(f"reusing the gradients of {len(done)} source(s) from a previous run with the same adapter and data")
+        console.print(f"reusing the gradients of {len(done)} source(s) from a previous run "
+                      f"with the same adapter and data")
     if todo:
         # One block per source, made in the driver: no upstream task then competes with the actors for CPUs.
         timing = ray.data.from_pandas([pd.DataFrame({"source": [s]}) for s in todo]).map_batches(
@@ -264,7 +274,8 @@ def select(config: SelectConfig, address: str | None = None, verbose: bool = Fal
     subsets = [[sources[i] for i in s] for s in sample_subsets(len(sources), config.n_subsets, size, config.seed)]
     cache = EstimateCache(world, root, out, config.max_concurrent_trials, console)
     trials = cache.estimate(subsets, "ensemble", "random ensemble")
-    atomic_write(out / "trials.csv", lambda tmp: trials.assign(subset=trials.subset.map(",".join)).to_csv(tmp, index=False))
+    atomic_write(out / "trials.csv",
+                 lambda tmp: trials.assign(subset=trials.subset.map(",".join)).to_csv(tmp, index=False))
     scores = ensemble_scores(sources, trials["subset"].tolist(), trials["estimated_loss"].tolist())
     table = pd.DataFrame({"source": sources, "score": [scores[s] for s in sources],
                           "samples": [len(world.sources[s]) for s in sources],
@@ -289,7 +300,8 @@ def select(config: SelectConfig, address: str | None = None, verbose: bool = Fal
     stored = storage.read_gradients(root, selected)
     error = world.error_check({k: (v.outputs, v.z) for k, v in stored.items()}, selected)
     console.print(f"first-order error check on {error.n_samples} samples of the selection: median relative error "
-                  f"{error.median_relative_error:.2e} (outputs taken as unmoved: {error.baseline_median_relative_error:.2e}); "
+                  f"{error.median_relative_error:.2e} "
+                  f"(outputs taken as unmoved: {error.baseline_median_relative_error:.2e}); "
                   f"the gradient term brings {error.closer_share:.0%} of the samples closer")
 
     checks = {"selected": selected, **comparison_subsets(sources, selected, config.verify, config.seed + 7)}
@@ -299,7 +311,8 @@ def select(config: SelectConfig, address: str | None = None, verbose: bool = Fal
     else:
         console.rule("4. verification: real fine-tunes (Ray tasks) against the estimates")
         verification = pd.DataFrame(_verify_toy(config, world, root, checks))
-    verification["relative_error"] = (verification.estimated_loss - verification.real_loss).abs() / verification.real_loss.abs()
+    verification["relative_error"] = ((verification.estimated_loss - verification.real_loss).abs()
+                                      / verification.real_loss.abs())
     verification["speedup"] = verification.fine_tune_s / verification.estimate_s.clip(lower=1e-9)
     atomic_write(out / "verification.csv", lambda tmp: verification.to_csv(tmp, index=False))
     from demoscope.reports import plot_bars
@@ -390,14 +403,17 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
     from demoscope.selection.opinion_sources import modal_targets
 
     adapter = config.adapter or str(out / "meta-adapter")
-    val_split = atomic_write(out / "verify" / "val.parquet", lambda tmp: modal_targets(rows.val).to_parquet(tmp, index=False))
+    val_split = atomic_write(out / "verify" / "val.parquet",
+                             lambda tmp: modal_targets(rows.val).to_parquet(tmp, index=False))
     val_batches = [b for group in world.val_batches.values() for b in group]
     estimator = _estimator(world, root)
     results = []
     for name, subset in checks.items():
         folder = out / "verify" / name
         members = rows.labels.isin(subset)
-        split = atomic_write(folder / "train.parquet", lambda tmp: modal_targets(rows.train[members]).to_parquet(tmp, index=False))
+        split = atomic_write(
+            folder / "train.parquet",
+            lambda tmp, members=members: modal_targets(rows.train[members]).to_parquet(tmp, index=False))
         start = time.perf_counter()
         estimate = estimator(subset)
         estimate_s = time.perf_counter() - start
@@ -414,8 +430,8 @@ def _verify_with_train_job(config: SelectConfig, world, root: str, checks: dict[
         model, _ = load_causal_lm(resolve_model(config.model), adapters={"verified": str(trained.artifact)})
         best = trained.best
         results.append({"check": name, "subset": ",".join(subset), "estimated_loss": estimate,
-                        "real_loss": validation_loss(model, val_batches, world.settings.loss_weighting), "real_option_kl": best["val_kl"],
-                        "estimate_s": estimate_s, "fine_tune_s": fine_tune_s})
+                        "real_loss": validation_loss(model, val_batches, world.settings.loss_weighting),
+                        "real_option_kl": best["val_kl"], "estimate_s": estimate_s, "fine_tune_s": fine_tune_s})
     return results
 
 
@@ -432,7 +448,8 @@ def _report(config: SelectConfig, out: Path, outcome, n_val: int) -> None:
         task = (f"survey {config.sources}s of `{config.train_file}` (model `{config.model}`), validated on "
                 f"{n_val} rows of `{config.val_file}`" + (f" (those of {', '.join(targets)})" if targets else ""))
         note = f"Lower scores: {config.sources}s whose inclusion is estimated to help most."
-        fine_tunes = (f"`demoscope train` on Ray Train, {config.verify_epochs} epoch{'s' * (config.verify_epochs != 1)} at "
+        fine_tunes = (f"`demoscope train` on Ray Train, "
+                      f"{config.verify_epochs} epoch{'s' * (config.verify_epochs != 1)} at "
                       f"lr {config.verify_lr:g}, "
                       "from the meta-trained adapter")
     task += f"; projection d={config.project_dim}; {config.n_subsets} random subsets"

@@ -70,7 +70,8 @@ class SweepConfig(JobConfig):
     job: Literal["train"] = Field("train", description="the training job to sweep")
     base: str | None = Field(None, description="the job's YAML config every trial starts from")
     set: list[str] = Field(default_factory=list, description="key=value settings on top of --base (repeatable)")
-    space: str = Field(..., description="YAML search space: KEY: {grid|choice: [..]} or {uniform|loguniform|randint: [lo, hi]}")
+    space: str = Field(..., description="YAML search space: "
+                       "KEY: {grid|choice: [..]} or {uniform|loguniform|randint: [lo, hi]}")
     num_samples: int = Field(1, ge=1, description="samples of the space (grid axes multiply it)")
     scheduler: Literal["fifo", "asha"] = Field("fifo", description="asha: stop poor trials early")
     grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial gets before it can be stopped")
@@ -193,7 +194,8 @@ def sweep(config: SweepConfig, address: str | None = None, verbose: bool = False
     trainable = tune.with_parameters(_trial, base=base, out=str(out))
     trainable = tune.with_resources(trainable, {"cpu": TRIAL_CPUS})
     scheduler = (ASHAScheduler(time_attr="training_iteration", grace_period=config.grace_period,
-                               reduction_factor=config.reduction_factor, max_t=max(probe.epochs, config.grace_period) + 1)  # +1: ASHA stops a trial at max_t
+                               reduction_factor=config.reduction_factor,
+                               max_t=max(probe.epochs, config.grace_period) + 1)  # +1: ASHA stops a trial at max_t
                  if config.scheduler == "asha" else FIFOScheduler())
     experiment = out / "tune" / "sweep"
     if tune.Tuner.can_restore(str(experiment)):
@@ -206,7 +208,8 @@ def sweep(config: SweepConfig, address: str | None = None, verbose: bool = False
             run_config=RunConfig(name="sweep", storage_path=str(out / "tune"), verbose=1 if verbose else 0),
         )
     console = Console(soft_wrap=True)
-    with console.status(f"sweeping {len(space)} setting(s) of `{config.job}`: watch with tensorboard --logdir {out / 'trials'}"):
+    with console.status(f"sweeping {len(space)} setting(s) of `{config.job}`: "
+                        f"watch with tensorboard --logdir {out / 'trials'}"):
         results = tuner.fit()
     return _export(results, metric, config.mode, out, probe.objective, console)
 
@@ -230,7 +233,8 @@ def _export(results, metric: str, mode: str, out: Path, objective: str, console)
     names, so stopped trials count too.
     """
     table = results.get_dataframe()
-    keep = [c for c in table.columns if c.startswith("config/") or c in ("trial_id", metric, "training_iteration", "epoch")]
+    keep = [c for c in table.columns
+            if c.startswith("config/") or c in ("trial_id", metric, "training_iteration", "epoch")]
     table = table[keep].rename(columns=lambda c: c.removeprefix("config/"))
     atomic_write(out / "trials.csv", lambda tmp: table.to_csv(tmp, index=False))
     reports = [r.metrics_dataframe.assign(trial_id=r.metrics["trial_id"]) for r in results
@@ -238,7 +242,8 @@ def _export(results, metric: str, mode: str, out: Path, objective: str, console)
     reports = [frame.dropna(subset=[metric, "checkpoint_path"]) for frame in reports if "checkpoint_path" in frame]
     if not reports or all(frame.empty for frame in reports):
         errors = [str(r.error) for r in results if r.error]
-        raise ConfigError(f"no trial reported {metric!r} with a checkpoint; first error: {errors[0] if errors else 'none'}")
+        raise ConfigError(f"no trial reported {metric!r} with a checkpoint; "
+                          f"first error: {errors[0] if errors else 'none'}")
     import pandas as pd
 
     every = pd.concat(reports, ignore_index=True)
@@ -254,7 +259,8 @@ def _export(results, metric: str, mode: str, out: Path, objective: str, console)
         (staging / "metrics.json").write_text(json.dumps(
             {"best": best_metrics, "epochs": [_plain(r) for r in history.to_dict(orient="records")]}, indent=2))
     console.print(table.to_string(index=False))
-    console.print(f"best: trial {best['trial_id']}, epoch {best.get('epoch')}, {metric} {best[metric]:.4f} -> {out / 'best'}")
+    console.print(f"best: trial {best['trial_id']}, epoch {best.get('epoch')}, "
+                  f"{metric} {best[metric]:.4f} -> {out / 'best'}")
     return SweepResult(out, table, best_metrics, out / "best" / recipe.artifact, out / "best" / "config.yaml")
 
 

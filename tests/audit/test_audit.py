@@ -27,7 +27,8 @@ def test_statement_prompt_is_politunes_alpaca_with_input():
     prompt = statement_prompt("Taxes should be lower.")
     assert prompt.startswith("Below is an instruction that describes a task, paired with an input")
     assert "### Instruction:\nGiven the following statement, return a single integer from 0 to 3" in prompt
-    assert "3 means you Strongly Agree with the statement\n\n### Input:\nTaxes should be lower.\n\n### Response:\n" in prompt
+    assert ("3 means you Strongly Agree with the statement\n\n### Input:\nTaxes should be lower.\n\n"
+            "### Response:\n") in prompt
 
 
 def test_statements_file_errors_are_clear(tmp_path):
@@ -57,7 +58,8 @@ def test_alignment_ranks_the_group_a_system_matches_first():
     test = pd.DataFrame({
         "qkey": ["q1", "q2", "q1", "q2"], "input_prompt": ["Steer D\nQuestion: p"] * 2 + ["Steer R\nQuestion: p"] * 2,
         "attribute": ["POLPARTY"] * 4, "group": ["Democrat", "Democrat", "Republican", "Republican"],
-        "output_dist": [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [0.2, 0.8, 0.0]], "ordinal": [[1.0, 2.0]] * 4,
+        "output_dist": [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [0.2, 0.8, 0.0]],
+        "ordinal": [[1.0, 2.0]] * 4,
     })
     left = FixedScorer(lambda i, n: [0.85, 0.15])
     right = FixedScorer(lambda i, n: [0.15, 0.85])
@@ -78,7 +80,8 @@ def test_audit_job_runs_offline_on_the_62_statements(tmp_path):
     answers = pd.read_csv(tmp_path / "out" / "pc_answers.csv")
     assert len(answers) == 62 and set(answers.system) == {"base"}
     assert answers.score.isin([-1, 0, 1, 2, 3]).all()
-    assert (tmp_path / "out" / "pc_agreement.png").exists() and "Political Compass" in (tmp_path / "out" / "report.md").read_text()
+    assert ((tmp_path / "out" / "pc_agreement.png").exists()
+            and "Political Compass" in (tmp_path / "out" / "report.md").read_text())
 
 
 def test_audit_needs_something_to_audit(capsys, tmp_path):

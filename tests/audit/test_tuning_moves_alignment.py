@@ -16,7 +16,8 @@ RIGHT = [("POLPARTY", "Republican"), ("POLIDEOLOGY", "Conservative")]
 def test_survey_pairs_prefer_the_toward_groups_answer(prepared):
     train = read_prepared(prepared["train"])
     pairs = survey_preferences(train, toward=LEFT, away=RIGHT)
-    assert len(pairs) > 0 and pairs.prompt.str.startswith("Question:").all() and pairs.prompt.str.endswith("Answer:").all()
+    assert (len(pairs) > 0 and pairs.prompt.str.startswith("Question:").all()
+            and pairs.prompt.str.endswith("Answer:").all())
     flipped = survey_preferences(train, toward=RIGHT, away=LEFT)
     assert (flipped.chosen.tolist(), flipped.rejected.tolist()) == (pairs.rejected.tolist(), pairs.chosen.tolist())
 
@@ -25,7 +26,8 @@ def test_left_dpo_moves_the_model_toward_democrats_and_liberals(prepared, tmp_pa
     train = read_prepared(prepared["train"])
     pairs = survey_preferences(train, toward=LEFT, away=RIGHT)
     model, tokenizer = load_causal_lm(resolve_model("tiny:llama"))
-    trainer = train_dpo(model, tokenizer, pairs, tmp_path, lora=LoraSettings(), beta=0.1, lr=1e-2, epochs=8, batch_size=4)
+    trainer = train_dpo(model, tokenizer, pairs, tmp_path, lora=LoraSettings(), beta=0.1, lr=1e-2, epochs=8,
+                        batch_size=4)
     tuned = trainer.model.eval()
     scorers = {"base": TransformersOptionScorer(tuned, tokenizer, adapter=None),
                "left": TransformersOptionScorer(tuned, tokenizer, adapter="default")}
@@ -45,5 +47,6 @@ def test_survey_pairs_job_writes_the_pairs_and_rejects_a_bad_group_spec(prepared
     assert read_preferences(out).equals(expected)
     assert cli_main(["survey-pairs", "--split", str(prepared["train"]), "--toward", "Democrat", "--out", str(out)]) == 2
     assert "expected ATTRIBUTE=group" in capsys.readouterr().err
-    assert cli_main(["survey-pairs", "--split", str(prepared["train"]), "--toward", "POLPARTY=Whig", "--out", str(out)]) == 2
+    assert cli_main(["survey-pairs", "--split", str(prepared["train"]), "--toward", "POLPARTY=Whig",
+                     "--out", str(out)]) == 2
     assert "not in the split" in capsys.readouterr().err

@@ -61,14 +61,16 @@ def test_name_average_pairs_are_the_means_over_20_names(eec):
     row = eec[(eec["Template"] == "I saw <person object> in the market.")]
     names = row[row["Race"].notna()]
     paper = gender_pairs(eec, "noisy", "paper")
-    got = paper[(paper["template"] == "I saw <person object> in the market.") & (paper["pair"] == "gender names (means)")]
+    got = paper[(paper["template"] == "I saw <person object> in the market.")
+                & (paper["pair"] == "gender names (means)")]
     assert got["score_a"].item() == pytest.approx(names.loc[names["Gender"] == "female", "noisy"].mean())
     assert got["score_b"].item() == pytest.approx(names.loc[names["Gender"] == "male", "noisy"].mean())
     race = race_pairs(eec, "noisy")
     got = race[race["template"] == "I saw <person object> in the market."]
     assert got["score_a"].item() == pytest.approx(names.loc[names["Race"] == "African-American", "noisy"].mean())
     assert got["delta"].item() == pytest.approx(
-        names.loc[names["Race"] == "African-American", "noisy"].mean() - names.loc[names["Race"] == "European", "noisy"].mean())
+        names.loc[names["Race"] == "African-American", "noisy"].mean()
+        - names.loc[names["Race"] == "European", "noisy"].mean())
     assert got["person_a"].item() == "mean of 20 African-American names"
 
 
@@ -118,7 +120,8 @@ def test_planted_female_shift_is_detected_with_every_pair_female_higher(eec):
 def test_planted_race_shift_is_detected_with_every_pair_aa_lower(eec):
     stats = bias_statistics(eec, ["aa_down"], variant="seed").set_index("comparison")
     assert stats.loc["race", "significant"] and stats.loc["race", "verdict"] == "European higher"
-    assert (stats.loc["race", "n_a_higher"], stats.loc["race", "n_b_higher"]) == (0, 140)  # seed 004: no neutral templates
+    # seed 004: no neutral templates
+    assert (stats.loc["race", "n_a_higher"], stats.loc["race", "n_b_higher"]) == (0, 140)
     assert stats.loc["race", "mean_delta"] == pytest.approx(-0.05, abs=0.01)
     assert stats.loc["gender", "n_pairs"] == 1440
 

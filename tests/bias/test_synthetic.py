@@ -28,7 +28,8 @@ def positive_rate_by_group(frame: pd.DataFrame, bias: str) -> dict[str, float]:
     return rates
 
 
-@pytest.mark.parametrize(("bias", "low", "high"), [("race", "African-American", "European"), ("gender", "female", "male")])
+@pytest.mark.parametrize(("bias", "low", "high"),
+                         [("race", "African-American", "European"), ("gender", "female", "male")])
 def test_planted_gap_in_positive_rate_equals_strength(bias, low, high):
     rates = positive_rate_by_group(synthetic_sentiment(20000, seed=0, bias=bias, strength=0.4), bias)
     assert rates[high] - rates[low] == pytest.approx(0.4, abs=0.03)
@@ -56,7 +57,8 @@ def _naive_bayes_scores(train: pd.DataFrame, sentences: pd.Series) -> np.ndarray
 
     def log_odds(text):
         words = [w for w in re.findall(r"[a-z']+", text.lower()) if w in vocab]
-        return prior + sum(np.log((counts[1][w] + 1) / totals[1]) - np.log((counts[0][w] + 1) / totals[0]) for w in words)
+        return prior + sum(np.log((counts[1][w] + 1) / totals[1]) - np.log((counts[0][w] + 1) / totals[0])
+                           for w in words)
 
     return 1 / (1 + np.exp(-np.array([log_odds(s) for s in sentences])))
 

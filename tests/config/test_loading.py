@@ -19,7 +19,8 @@ class Outer(BaseModel):
 
 
 def test_nested_overrides_parse_as_yaml_scalars():
-    assert parse_overrides(["lora.r=16", "name=abc", "inputs=[a,b]"]) == {"lora": {"r": 16}, "name": "abc", "inputs": ["a", "b"]}
+    assert parse_overrides(["lora.r=16", "name=abc", "inputs=[a,b]"]) == {"lora": {"r": 16}, "name": "abc",
+                                                                          "inputs": ["a", "b"]}
 
 
 def test_precedence_defaults_yaml_flags_overrides(tmp_path):

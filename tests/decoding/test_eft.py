@@ -30,7 +30,9 @@ def base_sample(sampler, prompt_ids, params, generator):
 
 def test_scores_rule_on_hand_made_logits():
     large, tuned, untuned = torch.randn(3, 2, 6, generator=torch.Generator().manual_seed(0))
-    lsm = lambda x: torch.log_softmax(x, -1)
+    def lsm(x):
+        return torch.log_softmax(x, -1)
+
     assert torch.equal(eft_scores(large, tuned, untuned, 0.0), lsm(large))
     torch.testing.assert_close(eft_scores(large, tuned, untuned, 2.0), lsm(large) + 2.0 * (lsm(tuned) - lsm(untuned)))
     # Up to a per-row constant this is the reference's raw-logit rule: same softmax.

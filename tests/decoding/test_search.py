@@ -89,8 +89,8 @@ class RecordingScorer(GuidanceScorer):
 def test_cbs_schedule_and_selection(large, guide):
     model, tok = large
     sampler, scorer = RecordingSampler(model, tok), RecordingScorer(guide)
-    w, k, l = 3, 2, 5
-    result = chunk_beam_search(sampler, ids_of(tok), scorer, PROMPT, w, k, l, PARAMS, make_generator(2))
+    w, k, chunk_len = 3, 2, 5
+    result = chunk_beam_search(sampler, ids_of(tok), scorer, PROMPT, w, k, chunk_len, PARAMS, make_generator(2))
     # W*K samples of the prompt first, then K successors for each of the W kept beams; chunks of L, the last cut to fit.
     shapes = [(len(p), n, m) for p, n, m in sampler.requests]
     assert shapes == [(1, w * k, 5), (w, k, 5), (w, k, 2)]

@@ -12,12 +12,13 @@ def test_agreement_and_dtypes_survive_arrow_backed_frames_from_ray():
 
     from demoscope.distill.data import plain_labels, teacher_agreement
 
-    frame = pa.table({"text": ["a", "b", "c", "d"], "label": [1, 0, 1, 0],
-                      "label_0": [0.2, 0.9, 0.6, 0.4], "label_1": [0.8, 0.1, 0.4, 0.6]}).to_pandas(types_mapper=pd.ArrowDtype)
+    frame = pa.table({"text": ["a", "b", "c", "d"], "label": [1, 0, 1, 0], "label_0": [0.2, 0.9, 0.6, 0.4],
+                      "label_1": [0.8, 0.1, 0.4, 0.6]}).to_pandas(types_mapper=pd.ArrowDtype)
     assert str(frame["label"].dtype) == "int64[pyarrow]"
     assert teacher_agreement(frame) == 0.5
     plain = plain_labels(frame)
-    assert plain["label"].dtype == "int64" and plain["label_1"].dtype == "float64" and plain["text"].tolist() == list("abcd")
+    assert (plain["label"].dtype == "int64" and plain["label_1"].dtype == "float64"
+            and plain["text"].tolist() == list("abcd"))
     assert ((plain["label_1"] > 0.5) == plain["label"]).mean() == 0.5
 
 
@@ -36,7 +37,8 @@ def test_labelled_files_read_in_every_format_with_their_checks(tmp_path, suffix)
     got = read_labelled(path, soft=True)
     assert got.to_dict("list") == frame.to_dict("list") and got["label"].dtype == "int64"
     WRITERS[suffix](frame.drop(columns=["label_0", "label_1"]), path)
-    with pytest.raises(ConfigError, match=rf"l\{suffix} lacks column\(s\) \['label_0', 'label_1'\] \(soft labels come from"):
+    with pytest.raises(ConfigError, match=rf"l\{suffix} lacks column\(s\) \['label_0', 'label_1'\] "
+                                          rf"\(soft labels come from"):
         read_labelled(path, soft=True)
     WRITERS[suffix](frame.assign(label=[0, 2]), path)
     with pytest.raises(ConfigError, match=rf"l\{suffix}, row 1: label must be 0 or 1, got "):

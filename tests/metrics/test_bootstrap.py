@@ -82,7 +82,9 @@ _rows = st.lists(st.tuples(st.sampled_from(["q1", "q2", "q3", "q10", "q7"]), _va
 
 
 def _reference_ci(values, clusters, n_boot, seed, confidence=0.95):
-    """The documented procedure in a plain loop: canonical clusters, rng.integers(0, C, C) per resample, ratio of sums."""
+    """The documented procedure in a plain loop: canonical clusters, rng.integers(0, C, C) per resample,
+    ratio of sums.
+    """
     if clusters is None:
         rows = sorted(v for v in values if not math.isnan(v))
         sums, counts = rows, [1.0] * len(rows)
@@ -225,7 +227,8 @@ def test_paired_matches_a_plain_loop_over_the_same_draws(rows, seed):
     assert got["mean"] == pytest.approx(sum(d) / sum(n), rel=1e-12, abs=1e-12)
     assert [got["low"], got["high"]] == pytest.approx(list(np.quantile(diffs, [0.025, 0.975])), rel=1e-12, abs=1e-12)
     if sum(o) and all(math.isfinite(g) for g in gaps):
-        assert [got["gap_low"], got["gap_high"]] == pytest.approx(list(np.quantile(gaps, [0.025, 0.975])), rel=1e-9, abs=1e-12)
+        assert [got["gap_low"], got["gap_high"]] == pytest.approx(list(np.quantile(gaps, [0.025, 0.975])), rel=1e-9,
+                                                                  abs=1e-12)
 
 
 def test_grouped_clusters_within_each_group():

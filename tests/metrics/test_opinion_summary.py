@@ -23,7 +23,8 @@ def _predictions(n_questions: int = 40, seed: int = 0, non_ordinal: int = 2) -> 
             rows.append({"qkey": f"Q{q:03d}", "attribute": attribute, "group": group, "wd_base": base,
                          "wd_tuned": base - 0.02 + rng.normal(0, 0.005), "wd_uniform": difficulty + 0.1})
     frame = pd.DataFrame(rows)
-    frame.loc[frame.qkey.isin([f"Q{q:03d}" for q in range(non_ordinal)]), ["wd_base", "wd_tuned", "wd_uniform"]] = np.nan
+    frame.loc[frame.qkey.isin([f"Q{q:03d}" for q in range(non_ordinal)]),
+              ["wd_base", "wd_tuned", "wd_uniform"]] = np.nan
     return frame
 
 
@@ -47,7 +48,8 @@ def test_question_intervals_are_wider_than_row_intervals_and_labelled():
     frame = _predictions()
     clustered = summarize(frame, SYSTEMS, n_boot=500)
     rows = summarize(frame, SYSTEMS, n_boot=500, bootstrap="row")
-    assert clustered["bootstrap"]["description"] == "95% interval, questions resampled (clustered bootstrap), 500 resamples, seed 0"
+    assert clustered["bootstrap"]["description"] == ("95% interval, questions resampled (clustered bootstrap), "
+                                                     "500 resamples, seed 0")
     assert rows["bootstrap"]["kind"] == "row" and "row bootstrap" in rows["bootstrap"]["description"]
     width = lambda s: (s["overall"]["high"] - s["overall"]["low"]).to_numpy()  # noqa: E731
     assert (width(clustered) > 1.3 * width(rows)).all()

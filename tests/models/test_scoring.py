@@ -172,7 +172,8 @@ def test_option_scorers_serve_the_adapter_as_a_lora_request_on_one_vllm_engine(l
                                 sampling_params_cls=FakeSamplingParams, lora_request_cls=FakeLoRARequest)
 
     monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))
-    scorers = option_scorers("any/model", str(adapter_dir), "vllm", compare_base=True, letter_logprobs="top-k", top_k=64)
+    scorers = option_scorers("any/model", str(adapter_dir), "vllm", compare_base=True, letter_logprobs="top-k",
+                             top_k=64)
     assert engines == [({"adapter": str(adapter_dir)}, "top-k", 64)] and list(scorers) == ["tuned", "base"]
     assert scorers["tuned"].llm is scorers["base"].llm  # one engine, the adapter per request
     assert scorers["tuned"].lora_request.lora_path == str(adapter_dir.resolve())

@@ -104,7 +104,8 @@ def test_the_option_scorer_reads_the_letter_the_model_answers(smollm2):
     """
     model, tok = smollm2
     question = "Question: What is the capital of France?\nA. Berlin\nB. Paris\nC. Madrid\n"
-    prompt = tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    prompt = tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                     add_generation_prompt=True)
     ids = tok(prompt, return_tensors="pt")
     answer = tok.decode(model.generate(**ids, max_new_tokens=1, do_sample=False)[0, -1:]).strip()
     assert answer in "ABC"

@@ -61,7 +61,8 @@ def test_letters_outside_the_top_k_count_zero(llama, survey_prompts):
     prompts, n_options = survey_prompts
     no_space, space = letter_token_ids(tok)
     with torch.no_grad():
-        logps = [torch.log_softmax(model(torch.tensor([ids])).logits[0, -1], -1) for ids in encode_prompts(tok, prompts)]
+        logps = [torch.log_softmax(model(torch.tensor([ids])).logits[0, -1], -1)
+                 for ids in encode_prompts(tok, prompts)]
     # k = the median rank of the letter tokens: about half the letters fall outside.
     ranks = [int((lp > lp[t]).sum()) + 1 for lp in logps for t in no_space[:4] + space[:4]]
     k = int(np.median(ranks))

@@ -38,9 +38,11 @@ def test_ray_job_equals_in_process_aggregation(local_ray, two_waves):
 
 def test_run_writes_parquet_csv_summary_and_config(local_ray, two_waves, tmp_path):
     out = tmp_path / "agg"
-    config = AggregateConfig(inputs=[str(two_waves.files[0].parent)], out=str(out), codebook=str(two_waves.codebook_path), progress=False)
+    config = AggregateConfig(inputs=[str(two_waves.files[0].parent)], out=str(out),
+                             codebook=str(two_waves.codebook_path), progress=False)
     assert run(config) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "distributions.csv", "distributions.parquet", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "distributions.csv", "distributions.parquet",
+                                                     "summary.json"]
     parquet, csv = read_distributions(out / "distributions.parquet"), read_distributions(out / "distributions.csv")
     assert list(parquet.columns) == ["qkey", "attribute", "group", "question", "options", "responses", "refusal_rate",
                                      "ordinal", "n", "n_eff", "weight_sum", "source"]
@@ -76,8 +78,10 @@ def test_cli_rejects_unknown_key_listing_valid_ones(capsys, tmp_path):
 def test_cli_config_file_flags_and_overrides_compose(local_ray, tmp_path):
     (tmp_path / "in").mkdir()
     write_atp(tmp_path / "in" / "ATP W68.sav")
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"inputs": [str(tmp_path / "in")], "out": str(tmp_path / "x"), "subpopulations": "61"}))
-    code = cli_main(["aggregate", "--config", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "y"), "progress=false"])
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump({"inputs": [str(tmp_path / "in")], "out": str(tmp_path / "x"),
+                                                       "subpopulations": "61"}))
+    code = cli_main(["aggregate", "--config", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "y"),
+                     "progress=false"])
     assert code == 0
     saved = yaml.safe_load((tmp_path / "y" / "config.yaml").read_text())
     assert saved["out"] == str(tmp_path / "y") and saved["subpopulations"] == "61" and saved["progress"] is False

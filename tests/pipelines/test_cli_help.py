@@ -73,7 +73,8 @@ def test_example_continuation_lines_follow_a_backslash(job):
 
 
 def test_help_runs_as_a_command():
-    done = subprocess.run([sys.executable, "-m", "demoscope.tune.sweep", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-m", "demoscope.tune.sweep", "--help"], capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode == 0 and "Traceback" not in done.stderr
     assert "example demoscope sweep" in done.stdout
     assert "ray" not in done.stderr.lower()  # --help starts nothing
@@ -104,7 +105,7 @@ def test_nested_settings_have_flags_of_their_own(tmp_path):
 ])
 def test_train_help_lists_only_the_objectives_own_settings(objective, own, others, tmp_path):
     for argv in (["--objective", objective], [f"objective={objective}"]):
-        text = _help(lambda: cli.main(["train", *argv, "--help"]))
+        text = _help(lambda argv=argv: cli.main(["train", *argv, "--help"]))
         assert f"those of --objective {objective}" in text
         assert all(flag in text for flag in own), [flag for flag in own if flag not in text]
         assert not [flag for flag in others if flag in text]

@@ -31,7 +31,8 @@ def test_planted_teacher_bias_transfers_to_the_distilled_student_only(local_ray,
     assert race.loc["bow-distilled", "mean_delta"] < race.loc["bow-baseline", "mean_delta"] - 0.02
     accuracy = pd.read_csv(out / "accuracy.csv").set_index("system")["test_accuracy"]
     assert (accuracy > 0.6).all()
-    for name in ("report.md", "bias/gender_bias.png", "bias/race_bias.png", "students/bow-distilled/student/student.json"):
+    for name in ("report.md", "bias/gender_bias.png", "bias/race_bias.png",
+                 "students/bow-distilled/student/student.json"):
         assert (out / name).exists()
     # The Python API returns what the files hold.
     assert result.systems["bow-distilled"] == str(out / "students" / "bow-distilled" / "student")

@@ -13,11 +13,12 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.mark.slow
-def test_student_learns_the_teachers_distributions_and_groups_are_compared(local_ray, prepared, random_adapter, tmp_path):
+def test_student_learns_the_teachers_distributions_and_groups_are_compared(local_ray, prepared, random_adapter,
+                                                                           tmp_path):
     out = tmp_path / "op"
-    config = OpinionDistillConfig(train_file=str(prepared["train"]), test_file=str(prepared["test"]), teacher="tiny:llama",
-                                  teacher_adapter=str(random_adapter), student="tiny:llama@1", epochs=2, lr=5e-3,
-                                  num_workers=1, n_boot=20, out=str(out))
+    config = OpinionDistillConfig(train_file=str(prepared["train"]), test_file=str(prepared["test"]),
+                                  teacher="tiny:llama", teacher_adapter=str(random_adapter), student="tiny:llama@1",
+                                  epochs=2, lr=5e-3, num_workers=1, n_boot=20, out=str(out))
     result = job.distill_opinions(config)
     targets = pd.read_parquet(out / "targets" / "train.parquet")
     train = pd.read_parquet(prepared["train"])
@@ -25,7 +26,8 @@ def test_student_learns_the_teachers_distributions_and_groups_are_compared(local
     # The targets are the teacher's answers, not the humans'.
     row = targets.iloc[0]
     model, tokenizer = load_causal_lm(resolve_model("tiny:llama"), adapters={"t": str(random_adapter)})
-    teacher = TransformersOptionScorer(model, tokenizer, adapter="t").score([row.input_prompt], [len(row.output_dist)])[0]
+    teacher = TransformersOptionScorer(model, tokenizer, adapter="t").score([row.input_prompt],
+                                                                            [len(row.output_dist)])[0]
     # Written as `prepare` writes a survey: the answers renormalised without the refusal, then the refusal share.
     expected = [*(teacher[:-1] / teacher[:-1].sum()), teacher[-1]]
     assert np.allclose(list(row.output_dist), expected, atol=1e-5)

@@ -29,8 +29,9 @@ def distributions(n_questions: int = 3) -> pd.DataFrame:
         for i, (attribute, group) in enumerate(GROUPS):
             raw = np.arange(1.0, k + 1) ** (i % 3) + q
             rows.append({"qkey": f"Q{q}_W26", "attribute": attribute, "group": group, "question": f"Question {q}?",
-                         "options": [f"opt {j}" for j in range(k)] + ["Refused"], "responses": (raw / raw.sum()).tolist(),
-                         "refusal_rate": 0.02 * i, "ordinal": [float(j + 1) for j in range(k)]})
+                         "options": [f"opt {j}" for j in range(k)] + ["Refused"],
+                         "responses": (raw / raw.sum()).tolist(), "refusal_rate": 0.02 * i,
+                         "ordinal": [float(j + 1) for j in range(k)]})
     return pd.DataFrame(rows)
 
 
@@ -55,7 +56,8 @@ def test_baselines_only_other_groups_is_the_mean_of_the_other_groups(prepared, t
     assert evaluate_job.run(config) == 0
     result = predictions(tmp_path)
     test = pd.read_parquet(prepared["test"])
-    assert len(result) == len(test) and list(result[KEY].itertuples(index=False)) == sorted(test[KEY].itertuples(index=False))
+    assert (len(result) == len(test)
+            and list(result[KEY].itertuples(index=False)) == sorted(test[KEY].itertuples(index=False)))
     for row in result.itertuples():
         # The plain computation: the unweighted mean over every other (attribute, group) row of the question.
         others = test[(test.qkey == row.qkey) & ((test.attribute != row.attribute) | (test.group != row.group))]
@@ -107,7 +109,8 @@ def test_bad_split_and_unknown_tables_are_refused(tmp_path):
         evaluate_job.run(EvaluateConfig(test_file=str(tmp_path / "s.csv"), out=str(tmp_path / "o")))
     pd.DataFrame({"prompt": ["x"]}).to_csv(tmp_path / "other.csv", index=False)
     with pytest.raises(SurveyFormatError, match="neither a prepared split .* nor distributions"):
-        evaluate_job.run(EvaluateConfig(test_file=str(tmp_path / "other.csv"), baselines_only=True, out=str(tmp_path / "o")))
+        evaluate_job.run(EvaluateConfig(test_file=str(tmp_path / "other.csv"), baselines_only=True,
+                                        out=str(tmp_path / "o")))
     with pytest.raises(ConfigError, match="does not exist"):
         evaluate_job.run(EvaluateConfig(test_file=str(tmp_path / "missing.csv"), out=str(tmp_path / "o")))
     assert not (tmp_path / "o").exists()
@@ -157,9 +160,11 @@ def test_distributions_file_is_scored_with_its_steered_prompts(local_ray, tmp_pa
 
 
 @pytest.mark.ray
-def test_a_run_failing_in_the_workers_leaves_the_previous_output_and_no_debris(local_ray, prepared, random_adapter, tmp_path):
+def test_a_run_failing_in_the_workers_leaves_the_previous_output_and_no_debris(local_ray, prepared, random_adapter,
+                                                                               tmp_path):
     out = tmp_path / "eval"
-    assert evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), baselines_only=True, out=str(out), n_boot=20)) == 0
+    assert evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), baselines_only=True, out=str(out),
+                                           n_boot=20)) == 0
     before = {p.name: p.read_bytes() for p in (out / "predictions").iterdir()}
     config_before = (out / "config.yaml").read_text()
     broken = tmp_path / "broken-adapter"  # a valid config, unreadable weights: fails inside the scoring actors
@@ -177,7 +182,8 @@ def test_a_run_failing_in_the_workers_leaves_the_previous_output_and_no_debris(l
 def test_more_replicas_than_the_local_ray_has_is_refused_with_what_fits(local_ray, prepared, tmp_path):
     cpus = int(local_ray.cluster_resources()["CPU"])
     config = EvaluateConfig(test_file=str(prepared["test"]), replicas=cpus + 1, out=str(tmp_path / "o"))
-    with pytest.raises(ConfigError, match=rf"evaluate: the scoring asks {cpus + 1} CPUs \(replicas={cpus + 1} x 1 CPU\); "
+    with pytest.raises(ConfigError, match=rf"evaluate: the scoring asks {cpus + 1} CPUs "
+                                          rf"\(replicas={cpus + 1} x 1 CPU\); "
                                           rf"this Ray has {cpus}; use replicas={cpus} or --address a bigger cluster"):
         evaluate_job.run(config)
     assert not (tmp_path / "o" / "predictions").exists()

@@ -38,8 +38,10 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
         assert np.allclose(row.dist_tuned, dist, atol=1e-5)
         human = human_distribution(list(row.output_dist), list(row.ordinal))
         assert row.wd_tuned == pytest.approx(ordinal_wasserstein(human, dist, list(row.ordinal)), nan_ok=True)
-        assert row.wd_uniform == pytest.approx(ordinal_wasserstein(human, uniform_baseline(list(row.ordinal)), list(row.ordinal)), nan_ok=True)
-    assert not np.allclose(np.concatenate(predictions.dist_tuned.tolist()), np.concatenate(predictions.dist_base.tolist()))
+        assert row.wd_uniform == pytest.approx(ordinal_wasserstein(human, uniform_baseline(list(row.ordinal)),
+                                                                   list(row.ordinal)), nan_ok=True)
+    assert not np.allclose(np.concatenate(predictions.dist_tuned.tolist()),
+                           np.concatenate(predictions.dist_base.tolist()))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     overall = {row["system"]: row for row in metrics["overall"]}
     assert overall["tuned"]["mean"] == pytest.approx(predictions.wd_tuned.mean())
@@ -52,7 +54,8 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
     for row, dist in zip(merged.itertuples(), unsteered):
         assert unsteered_prompt(row.input_prompt) != row.input_prompt
         assert np.allclose(row.dist_tuned_unsteered, dist, atol=1e-5)
-    assert not np.allclose(np.concatenate(merged.dist_tuned.tolist()), np.concatenate(merged.dist_tuned_unsteered.tolist()))
+    assert not np.allclose(np.concatenate(merged.dist_tuned.tolist()),
+                           np.concatenate(merged.dist_tuned_unsteered.tolist()))
     pooled = metrics["steerability"]["tuned"][-1]
     assert pooled["rows"] == predictions.wd_tuned.notna().sum()
     assert pooled["closer_share"] == pytest.approx((predictions.wd_tuned < predictions.wd_tuned_unsteered).mean())
@@ -73,7 +76,8 @@ def test_missing_adapter_folder_is_a_clear_error(tmp_path, prepared):
     from demoscope.errors import ConfigError
 
     with pytest.raises(ConfigError, match="has no adapter_config.json"):
-        evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), adapter=str(tmp_path), out=str(tmp_path / "o")))
+        evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), adapter=str(tmp_path),
+                                        out=str(tmp_path / "o")))
 
 
 def test_weak_to_strong_mode_steers_the_large_model_with_the_small_pair(local_ray, prepared, adapter, tmp_path):
@@ -84,10 +88,13 @@ def test_weak_to_strong_mode_steers_the_large_model_with_the_small_pair(local_ra
     assert evaluate_job.run(config) == 0
     predictions = pd.read_parquet(tmp_path / "predictions")
     for row in predictions.head(5).itertuples():
-        assert np.allclose(row.dist_steered, reweight(row.dist_large, row.dist_small_tuned, row.dist_small_untuned, 0.5))
-    assert not np.allclose(np.concatenate(predictions.dist_steered.tolist()), np.concatenate(predictions.dist_large.tolist()))
+        assert np.allclose(row.dist_steered,
+                           reweight(row.dist_large, row.dist_small_tuned, row.dist_small_untuned, 0.5))
+    assert not np.allclose(np.concatenate(predictions.dist_steered.tolist()),
+                           np.concatenate(predictions.dist_large.tolist()))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {row["system"] for row in metrics["overall"]} == {"steered", "large", "small_tuned", "small_untuned", "uniform"}
+    assert {row["system"] for row in metrics["overall"]} == {"steered", "large", "small_tuned", "small_untuned",
+                                                             "uniform"}
     assert {"large", "small_tuned"} <= set(metrics["gap_reduction"])
     assert "Weak-to-strong" in (tmp_path / "report.md").read_text()
 

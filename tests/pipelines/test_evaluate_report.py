@@ -69,7 +69,8 @@ def test_two_runs_with_rows_in_different_orders_report_identical_numbers(tmp_pat
 def test_row_bootstrap_is_labelled_as_such(tmp_path):
     out = tmp_path / "r"
     _write_predictions(out / "predictions")
-    config = EvaluateConfig(test_file="test.parquet", adapter="runs/train/adapter", out=str(out), n_boot=100, bootstrap="row")
+    config = EvaluateConfig(test_file="test.parquet", adapter="runs/train/adapter", out=str(out), n_boot=100,
+                            bootstrap="row")
     assert evaluate_job.report(config, out / "predictions", out)["rows"] > 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["bootstrap"]["kind"] == "row"

@@ -1,4 +1,6 @@
-"""Ctrl-C stops a job and whatever called it: a script exits 130 without a traceback, a caller sees KeyboardInterrupt."""
+"""Ctrl-C stops a job and whatever called it: a script exits 130 without a traceback, a caller sees
+KeyboardInterrupt.
+"""
 
 import subprocess
 import sys

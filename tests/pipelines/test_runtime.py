@@ -1,4 +1,6 @@
-"""Local jobs start their own loopback Ray next to a `ray start` head (or its stale address file); --address attaches."""
+"""Local jobs start their own loopback Ray next to a `ray start` head (or its stale address file);
+--address attaches.
+"""
 
 import os
 import shutil
@@ -53,7 +55,8 @@ def head():
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--port", str(port),
                "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", "--include-dashboard=false",
                "--num-cpus=1", "--disable-usage-stats"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
     address_file = root / "ray" / "ray_current_cluster"
     deadline = time.time() + 90
     while not address_file.exists() and time.time() < deadline and process.poll() is None:

@@ -101,7 +101,8 @@ def test_bad_init_adapter_is_refused_before_ray_starts(prepared, tmp_path):
         train_job.resolve(config(prepared, tmp_path / "out", init_adapter="nowhere"))
     # Only the opinion recipe continues an adapter: the preference recipe's config has no such setting.
     with pytest.raises(ConfigError, match=r"unknown config key 'init_adapter' for PreferenceTrainConfig"):
-        train_job.train_config({"objective": "dpo", "train_file": str(prepared["train"]), "init_adapter": str(tmp_path)})
+        train_job.train_config({"objective": "dpo", "train_file": str(prepared["train"]),
+                                "init_adapter": str(tmp_path)})
 
 
 class _WritesAFile:
@@ -114,7 +115,9 @@ class _WritesAFile:
         return (type(self.target).write_text, (self.target, "ran"))
 
 
-@pytest.mark.slow  # ~90 s of four Ray Train runs; the default run stays under 10 minutes (tests/pipelines/test_train_rerun.py checks the refusal rules without training)
+# ~90 s of four Ray Train runs; the default run stays under 10 minutes
+# (tests/pipelines/test_train_rerun.py checks the refusal rules without training)
+@pytest.mark.slow
 def test_reruns_resume_only_the_same_run_never_load_code_and_restart_on_request(local_ray, prepared, tmp_path):
     out = tmp_path / "rerun"
     assert train_job.run(config(prepared, out, epochs=1)) == 0
@@ -134,7 +137,8 @@ def test_reruns_resume_only_the_same_run_never_load_code_and_restart_on_request(
     storage = out / "ray" / "train"
     latest = json.loads((storage / "checkpoint_manager_snapshot.json").read_text())["latest_checkpoint_result"]
     marker = tmp_path / "marker"
-    torch.save({"model": {}, "epoch": _WritesAFile(marker)}, storage / latest["checkpoint_dir_name"] / "trainer_state.pt")
+    torch.save({"model": {}, "epoch": _WritesAFile(marker)},
+               storage / latest["checkpoint_dir_name"] / "trainer_state.pt")
     with pytest.raises(Exception) as failure:
         train_job.run(config(prepared, out, epochs=3, max_failures=0))
     assert not marker.exists()

@@ -78,7 +78,8 @@ def test_restart_removes_the_earlier_run_and_nothing_else(tmp_path):
     out = earlier_run(config(tmp_path))
     (out / "notes.txt").write_text("mine")
     removed = train_job.clear_previous_run(config(tmp_path, lr=0.5, restart=True))
-    assert sorted(removed) == sorted(["ray/train", "tensorboard", "progress.jsonl", "metrics.json", "adapter", "config.yaml"])
+    assert sorted(removed) == sorted(["ray/train", "tensorboard", "progress.jsonl", "metrics.json", "adapter",
+                                      "config.yaml"])
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert train_job.check_previous_run(config(tmp_path, lr=0.5), out) is False
 

@@ -4,7 +4,9 @@ import torch
 
 
 def tiny_lora_model(arch: str, seed: int = 0, vocab: int = 24):
-    """A random 2-layer GPT-2 or Llama with a LoRA adapter whose B matrices are non-zero (so every LoRA tensor has a gradient)."""
+    """A random 2-layer GPT-2 or Llama with a LoRA adapter whose B matrices are non-zero
+    (so every LoRA tensor has a gradient).
+    """
     import warnings
 
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -18,9 +20,10 @@ def tiny_lora_model(arch: str, seed: int = 0, vocab: int = 24):
                                                bos_token_id=1, eos_token_id=1, pad_token_id=0))
             targets = ["c_attn", "c_proj", "c_fc"]
         else:
-            model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
-                                                 bos_token_id=1, eos_token_id=1, pad_token_id=0))
+            model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64,
+                                                 num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                                 max_position_embeddings=32, bos_token_id=1, eos_token_id=1,
+                                                 pad_token_id=0))
             targets = ["q_proj", "v_proj"]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

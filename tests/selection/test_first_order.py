@@ -1,4 +1,6 @@
-"""The first-order estimate: the sign-trick logistic regression, back-projection, rescaling, the adapter, the error check."""
+"""The first-order estimate: the sign-trick logistic regression, back-projection, rescaling, the adapter,
+the error check.
+"""
 
 import math
 
@@ -171,7 +173,9 @@ def test_first_order_term_is_exactly_the_full_gradient_dot_delta(llama_setup):
 
 
 def _plain_sample_losses(model, batch):
-    """Each sample alone, unpadded: the mean cross-entropy of its labelled next tokens (the reference's per-sample loss)."""
+    """Each sample alone, unpadded: the mean cross-entropy of its labelled next tokens
+    (the reference's per-sample loss).
+    """
     losses, counts = [], []
     with torch.no_grad():
         for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):

@@ -59,7 +59,8 @@ def test_mean_log_odds_averages_only_the_shifted_target_tokens():
     for row in range(2):
         probs = torch.softmax(logits[row], -1)
         # Position t predicts labels[t + 1].
-        terms = [clamped_log_odds(probs[t, labels[row, t + 1]], "instruction") for t in range(3) if labels[row, t + 1] != -100]
+        terms = [clamped_log_odds(probs[t, labels[row, t + 1]], "instruction") for t in range(3)
+                 if labels[row, t + 1] != -100]
         assert got[row].item() == pytest.approx(torch.stack(terms).mean().item())
 
 

@@ -39,7 +39,8 @@ def test_opinion_sources_give_first_order_estimates_per_subset(prepared):
     ids, labels = opinion_examples(train.head(1), tokenizer)[0]
     spaced = letter_token_ids(tokenizer)[1]
     assert labels[:-1] == [-100] * (len(ids) - 1) and labels[-1] == spaced[int(np.argmax(train.output_dist.iloc[0]))]
-    stored = {name: projected_gradients(world.model, batches(examples, 16), world.projection, world.names, "instruction")
+    stored = {name: projected_gradients(world.model, batches(examples, 16), world.projection, world.names,
+                                        "instruction")
               for name, examples in world.sources.items()}
     # The fingerprint a re-run compares: the same world hashes the same; a moved adapter does not.
     fingerprint = world.fingerprint()
@@ -67,7 +68,8 @@ ROWS = pd.DataFrame({
     "attribute": ["POLPARTY", "POLIDEOLOGY", "POLPARTY", "POLPARTY"],
     "group": ["Democrat", "Liberal", "Republican", "Democrat"],
     "input_prompt": ["Question: Do you own a gun?\nA. Yes\nAnswer:"] * 2
-    + ["Question: Is your income tax too high?\nA. Yes\nAnswer:", "Question: Space exploration spending?\nA. Yes\nAnswer:"],
+    + ["Question: Is your income tax too high?\nA. Yes\nAnswer:",
+       "Question: Space exploration spending?\nA. Yes\nAnswer:"],
     "output_dist": [[0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4]],
 })
 

@@ -27,8 +27,8 @@ def test_same_seed_same_matrix_whatever_the_chunking_and_caching():
     np.testing.assert_array_equal(projection.rows(4000, 4200), whole[4000:4200])
     np.testing.assert_array_equal(projection.rows(D - 3, D), whole[D - 3:])
     # Batch boundaries do not matter either.
-    np.testing.assert_allclose(np.concatenate([projection.project(grads[:3]), projection.project(grads[3:])]), reference,
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([projection.project(grads[:3]), projection.project(grads[3:])]),
+                               reference, rtol=1e-4, atol=1e-4)
 
 
 def test_matrix_depends_on_seed_and_a_shorter_one_is_a_prefix():

@@ -19,7 +19,8 @@ from demoscope.selection.search import (
 )
 
 # Ten sources with known quality; the best three are g7, g2, g5.
-QUALITY = {"g0": 0.1, "g1": 0.3, "g2": 0.9, "g3": -0.4, "g4": 0.2, "g5": 0.7, "g6": 0.35, "g7": 1.0, "g8": 0.15, "g9": 0.25}
+QUALITY = {"g0": 0.1, "g1": 0.3, "g2": 0.9, "g3": -0.4, "g4": 0.2, "g5": 0.7, "g6": 0.35, "g7": 1.0, "g8": 0.15,
+           "g9": 0.25}
 
 
 def noisy_mean_quality(subset):
@@ -39,7 +40,8 @@ def test_sample_subsets_sizes_and_determinism():
 
 
 def test_ensemble_scores_by_hand():
-    scores = ensemble_scores(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("a",), ("a", "c")], [1.0, 3.0, 2.0, float("nan")])
+    scores = ensemble_scores(["a", "b", "c", "d"], [("a", "b"), ("b", "c"), ("a",), ("a", "c")],
+                             [1.0, 3.0, 2.0, float("nan")])
     # The NaN subset is skipped; d is never sampled.
     assert scores["a"] == pytest.approx(1.5) and scores["b"] == pytest.approx(2.0) and scores["c"] == pytest.approx(3.0)
     assert math.isnan(scores["d"])

@@ -51,8 +51,8 @@ def server(local_ray, adapter_dir):
 
     # Half a CPU per replica: the opinions and generation replicas and the bearer test's own app share 2 CPUs.
     url = deploy(_free_port(), adapters={"subpop": adapter_dir}, max_items=8, max_prompt_tokens=400, replica_cpus=0.5,
-                 max_replicas=1, generation={"tuned": "tiny:llama", "tuned_adapter": adapter_dir, "max_prompts": 2, "max_new_tokens": 8,
-                             "max_samples": 16})
+                 max_replicas=1, generation={"tuned": "tiny:llama", "tuned_adapter": adapter_dir, "max_prompts": 2,
+                                             "max_new_tokens": 8, "max_samples": 16})
     yield url
     serve.shutdown()
 
@@ -93,14 +93,16 @@ def test_distributions_match_the_library_scorer_and_the_metric(server, adapter_d
     for result, adapter in ((base, None), (tuned, "subpop")):
         expected = TransformersOptionScorer(model, tokenizer, adapter=adapter).score([prompt], [4])[0]
         assert np.allclose(result["distribution"], expected, atol=1e-5)
-        assert result["wasserstein"] == pytest.approx(ordinal_wasserstein(ITEM["human"], expected, [1, 2, 3, 4]), abs=1e-6)
+        assert result["wasserstein"] == pytest.approx(ordinal_wasserstein(ITEM["human"], expected, [1, 2, 3, 4]),
+                                                      abs=1e-6)
     assert not np.allclose(base["distribution"], tuned["distribution"])
 
 
 @pytest.mark.parametrize("body, status, error", [
     ({"items": []}, 422, "invalid request"),
     ({"items": [{**ITEM, "adapter": "nope"}]}, 404, "unknown adapter"),
-    ({"items": [{**ITEM, "subpopulation": {"attribute": "POLPARTY", "group": "Martian"}}]}, 400, "unknown subpopulation"),
+    ({"items": [{**ITEM, "subpopulation": {"attribute": "POLPARTY", "group": "Martian"}}]}, 400,
+     "unknown subpopulation"),
     ({"items": [{**ITEM, "options": [f"o{i}" for i in range(11)], "human": None}]}, 400, "too many options"),
     ({"items": [ITEM] * 9}, 413, "too many items"),
     ({"items": [{**ITEM, "question": "why? " * 500}]}, 413, "prompt too long"),
@@ -115,7 +117,8 @@ def test_bad_requests_get_a_4xx_json_error_that_says_what(server, body, status, 
 
 
 def test_malformed_json_is_a_4xx_and_the_service_survives(server):
-    response = requests.post(f"{server}/v1/opinions", data="{not json", headers={"content-type": "application/json"}, timeout=10)
+    response = requests.post(f"{server}/v1/opinions", data="{not json", headers={"content-type": "application/json"},
+                             timeout=10)
     assert response.status_code == 422
     assert post(server, {"items": [ITEM]}).status_code == 200
 

@@ -41,7 +41,8 @@ def server(local_ray):
 
 
 def raw(url: str, data: str | bytes, path: str = "/v1/opinions", content_type: str = "application/json", **headers):
-    return requests.post(f"{url}{path}", data=data, headers={"content-type": content_type, **AUTH, **headers}, timeout=60)
+    return requests.post(f"{url}{path}", data=data, headers={"content-type": content_type, **AUTH, **headers},
+                         timeout=60)
 
 
 def item_json(**fields) -> str:
@@ -106,7 +107,8 @@ def test_a_huge_body_is_refused_before_parsing_and_health_stays_fast(server):
 
 def test_the_token_is_checked_before_the_body(server):
     for body in ("{not json", json.dumps({"items": [{"question": "q"}]}), item_json(human="[NaN, 1, 1, 1]")):
-        response = requests.post(f"{server}/v1/opinions", data=body, headers={"content-type": "application/json"}, timeout=10)
+        response = requests.post(f"{server}/v1/opinions", data=body, headers={"content-type": "application/json"},
+                                 timeout=10)
         assert response.status_code == 401, response.text
         assert response.json() == {"error": "unauthorized", "detail": response.json()["detail"]}  # no field details
         assert response.headers["www-authenticate"] == "Bearer"
@@ -163,7 +165,8 @@ def test_the_api_conforms_to_its_schema(server, tmp_path, max_time):
     checks = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
               "negative_data_rejection,unsupported_method")
     run = subprocess.run(
-        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server}/openapi.json", "-H", f"Authorization: Bearer {TOKEN}",
+        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{server}/openapi.json",
+         "-H", f"Authorization: Bearer {TOKEN}",
          "--checks", checks, "--max-examples", "25", "--seed", "13", "--workers", "2", "--request-timeout", "60",
          "--phases", "examples,coverage,fuzzing", "--generation-database", "none", "--max-time", str(max_time)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -256,5 +259,6 @@ def test_dead_model_replicas_make_health_503_and_requests_fail_fast(server):
     print(f"model replica killed: 503 after {took:.2f} s")
     assert took < 5, f"503 after {took:.1f} s"
     assert requests.get(f"{server}/healthz", timeout=10).headers["retry-after"]
-    _wait_for(lambda: requests.get(f"{server}/healthz", timeout=10).status_code == 200, 120, "the model never came back")
+    _wait_for(lambda: requests.get(f"{server}/healthz", timeout=10).status_code == 200, 120,
+              "the model never came back")
     assert requests.post(f"{server}/v1/opinions", json={"items": [ITEM]}, headers=AUTH, timeout=60).status_code == 200

@@ -8,7 +8,8 @@ import pytest
 NAN = np.nan
 
 PARTY = {1.0: "Republican", 2.0: "Democrat", 3.0: "Independent", 99.0: "Refused"}
-IDEO = {1.0: "Very conservative", 2.0: "Conservative", 3.0: "Moderate", 4.0: "Liberal", 5.0: "Very liberal", 99.0: "Refused"}
+IDEO = {1.0: "Very conservative", 2.0: "Conservative", 3.0: "Moderate", 4.0: "Liberal", 5.0: "Very liberal",
+        99.0: "Refused"}
 BLM = {1.0: "Strongly support", 2.0: "Somewhat support", 3.0: "Oppose", 99.0: "Refused"}
 
 
@@ -32,7 +33,8 @@ def write_atp(path, frame=None, labels=None):
     }
     pyreadstat.write_sav(
         frame, str(path), variable_value_labels=labels,
-        column_labels={"BLM_W68": "BLM_W68. Do you support the Black Lives Matter movement?", "GUN_W68": "GUN_W68. Own a gun?"},
+        column_labels={"BLM_W68": "BLM_W68. Do you support the Black Lives Matter movement?",
+                       "GUN_W68": "GUN_W68. Own a gun?"},
     )
     return path
 

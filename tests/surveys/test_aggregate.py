@@ -73,7 +73,8 @@ def test_codebook_gives_text_and_ordinal(atp_file, tmp_path):
 
     book = tmp_path / "codebook.json"
     book.write_text(json.dumps({"BLM_W68": {
-        "refined_qbody": "Do you support BLM?", "options": ["Strongly support", "Somewhat support", "Oppose", "Refused"],
+        "refined_qbody": "Do you support BLM?",
+        "options": ["Strongly support", "Somewhat support", "Oppose", "Refused"],
         "ordinal": [1.0, 2.0, 3.0]}}))
     inputs = AggregateInputs.build(load_subpopulations("22"), codebook_path=str(book))
     out, _ = aggregate_files([atp_file], inputs)
@@ -84,7 +85,8 @@ def test_codebook_gives_text_and_ordinal(atp_file, tmp_path):
 
 def test_gss_offset_codes_race_union_and_nan_weight(gss_file, inputs22):
     out, acc = aggregate_files([gss_file], inputs22)
-    assert row(out, "natspac", "Democrat").responses == pytest.approx([1 / 3, 2 / 3, 0.0])  # r1 w1 c1, r2 w2 c2; r5 NaN weight
+    # r1 w1 c1, r2 w2 c2; r5 NaN weight
+    assert row(out, "natspac", "Democrat").responses == pytest.approx([1 / 3, 2 / 3, 0.0])
     assert row(out, "natspac", "Democrat").n == 2
     # White = raceacs1: r1 (1, c1), r3 (1, c3), r4 (3, c3), r6 (NaN answer)
     white = row(out, "natspac", "White")
@@ -122,7 +124,8 @@ def test_custom_csv_survey_described_by_yaml(tmp_path):
     (tmp_path / "poll.yaml").write_text(
         "name: poll\nweight: '^wt$'\nid_column: rid\nquestions: {columns: [q1]}\nrefusal: last_label\n"
         "value_labels: {q1: {1: Yes, 2: No, 9: Refused}, region: {1: North, 2: South}}\n"
-        "attributes:\n  CREGION:\n    columns: [region]\n    groups:\n      Northeast: {labels: [North]}\n      South: {prefix: sou}\n"
+        "attributes:\n  CREGION:\n    columns: [region]\n    groups:\n"
+        "      Northeast: {labels: [North]}\n      South: {prefix: sou}\n"
     )
     inputs = AggregateInputs.build(load_subpopulations("22"), spec_path=str(tmp_path / "poll.yaml"))
     out, _ = aggregate_files([tmp_path / "poll.csv"], inputs)
@@ -144,7 +147,8 @@ def test_same_question_in_two_files_is_summed(tmp_path, inputs22):
 
 
 def test_combining_partials_in_any_order_gives_the_same_counts(tmp_path, inputs22):
-    paths = [write_atp(tmp_path / f"w{i}.sav", atp_frame().assign(WEIGHT_W68=lambda f, i=i: f.WEIGHT_W68 + i)) for i in range(3)]
+    paths = [write_atp(tmp_path / f"w{i}.sav", atp_frame().assign(WEIGHT_W68=lambda f, i=i: f.WEIGHT_W68 + i))
+             for i in range(3)]
     partials = [reduce_file(p, inputs22) for p in paths]
     results = []
     for order in ([0, 1, 2], [2, 0, 1]):
@@ -160,15 +164,19 @@ def test_rows_follow_question_then_table_order(atp_file, inputs22):
     out, _ = aggregate_files([atp_file], inputs22)
     assert list(out.qkey) == sorted(out.qkey)
     order = [(s.attribute, s.group) for s in inputs22.subpopulations]
-    ranks = [order.index((a, g)) for a, g in zip(out.attribute, out.group) if True][: (out.qkey == out.qkey.iloc[0]).sum()]
+    ranks = [order.index((a, g))
+             for a, g in zip(out.attribute, out.group) if True][: (out.qkey == out.qkey.iloc[0]).sum()]
     assert ranks == sorted(ranks)
 
 
 def test_61_groups_include_the_extended_attributes(tmp_path):
     frame = atp_frame().assign(F_CITIZEN=[1, 1, 2, 1, 1, 2, 1, 1.0])
-    labels = {"F_CITIZEN": {1.0: "Yes", 2.0: "No", 99.0: "Refused"}, "BLM_W68": {1.0: "A", 2.0: "B", 3.0: "C", 99.0: "Refused"},
-              "GUN_W68": {1.0: "Yes", 2.0: "No", 99.0: "Refused"}, "F_PARTY_FINAL": {1.0: "Republican", 2.0: "Democrat", 3.0: "Independent"},
-              "F_IDEO": {1.0: "Very conservative", 2.0: "Conservative", 3.0: "Moderate", 4.0: "Liberal", 5.0: "Very liberal"}}
+    labels = {"F_CITIZEN": {1.0: "Yes", 2.0: "No", 99.0: "Refused"},
+              "BLM_W68": {1.0: "A", 2.0: "B", 3.0: "C", 99.0: "Refused"},
+              "GUN_W68": {1.0: "Yes", 2.0: "No", 99.0: "Refused"},
+              "F_PARTY_FINAL": {1.0: "Republican", 2.0: "Democrat", 3.0: "Independent"},
+              "F_IDEO": {1.0: "Very conservative", 2.0: "Conservative", 3.0: "Moderate", 4.0: "Liberal",
+                         5.0: "Very liberal"}}
     path = write_atp(tmp_path / "w.sav", frame, labels)
     out, _ = aggregate_files([path], AggregateInputs.build(load_subpopulations("61")))
     assert set(out.group) >= {"a US Citizen", "a Non-US Citizen", "Independent", "Very liberal", "Moderate"}

@@ -65,7 +65,8 @@ from demoscope.surveys import (
 
 ATP_DEMOGRAPHICS = {
     "F_PARTY_FINAL": {1: "Republican", 2: "Democrat", 3: "Independent", 4: "Something else", 99: "Refused"},
-    "F_IDEO": {1: "Very conservative", 2: "Conservative", 3: "Moderate", 4: "Liberal", 5: "Very liberal", 99: "Refused"},
+    "F_IDEO": {1: "Very conservative", 2: "Conservative", 3: "Moderate", 4: "Liberal", 5: "Very liberal",
+               99: "Refused"},
     "F_RELIG": {1: "Protestant", 2: "Roman Catholic", 5: "Jewish", 6: "Muslim", 8: "Hindu",
                 9: "Atheist (do not believe in God)", 12: "Nothing in particular", 99: "Refused"},
 }
@@ -134,8 +135,11 @@ def column_values(draw, n: int, pool: list) -> list:
     return draw(st.lists(st.sampled_from(sub), min_size=n, max_size=n))
 
 
+waves_st = st.integers(150, 199)  # waves the shipped OpinionQA codebook lacks
+
+
 @st.composite
-def atp_waves(draw, waves=st.integers(150, 199)) -> Survey:  # waves the shipped OpinionQA codebook lacks
+def atp_waves(draw, waves=waves_st) -> Survey:
     wave = draw(waves)
     n = draw(st.integers(0, 24))
     weights = draw(st.lists(weights_st, min_size=n, max_size=n))
@@ -205,7 +209,8 @@ def write_survey(survey: Survey, folder: Path) -> Path:
             missing_ranges=survey.user_missing,
         )
     else:
-        frame = pd.DataFrame({"id": np.arange(1, n + 1, dtype=float), "wtssnrps": np.array(survey.weights, dtype=float)})
+        frame = pd.DataFrame({"id": np.arange(1, n + 1, dtype=float),
+                              "wtssnrps": np.array(survey.weights, dtype=float)})
         letters = {}
         for column, values in {**survey.demographics, **survey.answers}.items():
             if not any(isinstance(v, int) for v in values):
@@ -218,7 +223,8 @@ def write_survey(survey: Survey, folder: Path) -> Path:
             if used:
                 letters[column] = used
         # Stata wants label codes of the column's own type.
-        labels = {c: {(int(k) if frame[c].dtype == object else k): v for k, v in lab.items()} for c, lab in survey.labels.items()}
+        labels = {c: {(int(k) if frame[c].dtype == object else k): v for k, v in lab.items()}
+                  for c, lab in survey.labels.items()}
         pyreadstat.write_dta(frame, str(path), variable_value_labels=labels, missing_user_values=letters)
     return path
 
@@ -257,7 +263,8 @@ def reference_rows(surveys: list[Survey]) -> dict[tuple[str, str, str], dict]:
                     if is_missing(answer, survey, qkey):
                         continue
                     member = any(
-                        not is_missing(survey.demographics[column][i], survey) and survey.demographics[column][i] in codes
+                        not is_missing(survey.demographics[column][i], survey)
+                        and survey.demographics[column][i] in codes
                         for column, codes in conditions
                     )
                     if not member:
@@ -334,17 +341,21 @@ def assert_matches_reference(out: pd.DataFrame, surveys: list[Survey]) -> None:
 
 def assert_issues_name_what_was_skipped(partial, survey: Survey) -> None:
     assert partial.failed == file_fails(survey), [str(i) for i in partial.issues]
-    unformed = {m.group(1) for i in partial.issues if (m := re.search(r"no value label matches .* for group \w+='([^']+)'", i.message))}
-    assert unformed == ({key[1] for key in ATP_GROUPS if key not in survey.groups} if survey.name.endswith(".sav") else set())
+    unformed = {m.group(1) for i in partial.issues
+                if (m := re.search(r"no value label matches .* for group \w+='([^']+)'", i.message))}
+    assert unformed == ({key[1] for key in ATP_GROUPS if key not in survey.groups} if survey.name.endswith(".sav")
+                        else set())
     if no_positive_weight(survey):  # the weights are checked first: the file stops there
         [fatal] = [i for i in partial.issues if i.fatal]
         n = len(survey.weights)
         assert fatal.column == ("wtssnrps" if survey.name.endswith(".dta") else f"WEIGHT_{survey.name[4:-4]}")
-        assert (fatal.message == "holds no respondents") if n == 0 else (f"all {n} weights are missing or zero" in fatal.message)
+        assert ((fatal.message == "holds no respondents") if n == 0
+                else (f"all {n} weights are missing or zero" in fatal.message))
         return
     reported = {i.column for i in partial.issues if "have no value label" in i.message}
     assert reported == unlabelled_questions(survey)
-    unanswered = {i.column for i in partial.issues if i.message == f"question {i.column}: no respondent answered it; skipped"}
+    unanswered = {i.column for i in partial.issues
+                  if i.message == f"question {i.column}: no respondent answered it; skipped"}
     assert unanswered == unanswered_questions(survey)
     no_one = {g for g in empty_groups(survey) if any(f"={g!r} has no respondents" in i.message for i in partial.issues)}
     assert no_one == empty_groups(survey)
@@ -439,5 +450,6 @@ def test_cli_writes_the_reference_rows_and_exit_code(local_ray, tmp_path):
     assert_matches_reference(frame, [survey])
     # A second, unreadable file: the good one is still written, and the job exits 1.
     (tmp_path / "bad.sav").write_bytes(b"$FL2 not SPSS")
-    assert main(["--input", str(path), "--input", str(tmp_path / "bad.sav"), "--out", str(tmp_path / "agg2"), "progress=false"]) == 1
+    assert main(["--input", str(path), "--input", str(tmp_path / "bad.sav"), "--out", str(tmp_path / "agg2"),
+                 "progress=false"]) == 1
     assert_matches_reference(pd.read_parquet(tmp_path / "agg2" / "distributions.parquet"), [survey])

@@ -114,7 +114,8 @@ def test_questions_with_more_than_ten_options_are_skipped_and_reported():
     wide["responses"] = [[1 / 11] * 11] * len(wide)
     kept, skipped = screen_distributions(pd.concat([dist, wide]))
     assert set(kept.qkey) == {"Q00_W26", "Q01_W26"}
-    assert skipped == ["question 'WIDE_W26' has 12 options, more than the 10 answer letters (A..J) SubPOP's trainer scores"]
+    assert skipped == ["question 'WIDE_W26' has 12 options, more than the 10 answer letters (A..J) "
+                       "SubPOP's trainer scores"]
     with pytest.raises(SurveyFormatError, match="'WIDE_W26' has 12 options"):
         build_finetuning_frame(wide, "QA")
 
@@ -132,7 +133,8 @@ def test_options_must_be_one_longer_than_responses():
 def test_prepare_job_writes_twelve_splits_readable_by_literal_eval(tmp_path, capsys):
     write_distributions(make_distributions(10), tmp_path / "agg")
     out = tmp_path / "prep"
-    assert cli_main(["prepare", "--distributions", str(tmp_path / "agg" / "distributions.parquet"), "--out", str(out)]) == 0
+    assert cli_main(["prepare", "--distributions", str(tmp_path / "agg" / "distributions.parquet"),
+                     "--out", str(out)]) == 0
     for kind in ("QA", "BIO", "PORTRAY", "ALL"):
         for split in ("train", "val", "test"):
             assert (out / f"opnqa_{kind}_{split}.csv").is_file() and (out / f"opnqa_{kind}_{split}.parquet").is_file()
@@ -169,8 +171,8 @@ def test_prepare_job_reads_subpop_csv_with_opinionqa_group_names(tmp_path):
 
 def test_prepare_job_bad_ratios_exit_2_with_message(tmp_path, capsys):
     write_distributions(make_distributions(2), tmp_path / "agg")
-    argv = ["prepare", "--distributions", str(tmp_path / "agg" / "distributions.parquet"), "--out", str(tmp_path / "prep"),
-            "--train-ratio", "0.5"]
+    argv = ["prepare", "--distributions", str(tmp_path / "agg" / "distributions.parquet"),
+            "--out", str(tmp_path / "prep"), "--train-ratio", "0.5"]
     assert cli_main(argv) == 2
     assert "split ratios must sum to 1, got train_ratio=0.5, val_ratio=0.1, test_ratio=0.0" in capsys.readouterr().err
     assert not (tmp_path / "prep").exists()

@@ -139,7 +139,9 @@ def test_extra_waves_reuse_questions_under_renamed_keys(tmp_path):
     w26, _ = pyreadstat.read_sav(str(tmp_path / "surveys" / "ATP W26.sav"))
     w1001, meta = pyreadstat.read_sav(str(tmp_path / "surveys" / "ATP W1001.sav"))
     assert "WEIGHT_W1001" in w1001 and "CARRYGUN_W1001" in w1001
-    stems = lambda cols, suffix: [c[: -len(suffix)] for c in cols if c.endswith(suffix) and c[0] != "W"]
+    def stems(cols, suffix):
+        return [c[: -len(suffix)] for c in cols if c.endswith(suffix) and c[0] != "W"]
+
     assert stems(w1001.columns, "_W1001") == stems(w26.columns, "_W26")
     assert meta.column_names_to_labels["CARRYGUN_W1001"].startswith("CARRYGUN_W1001. How often")
     # A reused question keeps its opinion model, so its truth is the same.

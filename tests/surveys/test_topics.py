@@ -18,7 +18,8 @@ QA_PROMPT = (
     ("Please tell me whether or not you think it should be possible for a pregnant woman to obtain a legal abortion",
      "gender-family"),
     ("Do you think the number of immigrants to America nowadays should be...", "race-immigration"),
-    ("Do you have a favorable or unfavorable opinion of nato, that is, North Atlantic Treaty Organization", "foreign-affairs"),
+    ("Do you have a favorable or unfavorable opinion of nato, that is, North Atlantic Treaty Organization",
+     "foreign-affairs"),
     ("Which of these statements comes closest to describing your feelings about the Bible?", "religion"),
     ("Generally speaking, would you say that", OTHER),
 ])

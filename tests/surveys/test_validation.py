@@ -175,9 +175,11 @@ def test_prepare_splits_pass_as_csv_with_multiline_prompts_and_parquet(tmp_path)
 
 
 @pytest.mark.parametrize("column, value, expected, found", [
-    ("output_dist", [0.5, 0.3, 0.3, 0.05], "responses summing to 1 (within 1e-06) followed by a refusal share in [0, 1]",
+    ("output_dist", [0.5, 0.3, 0.3, 0.05],
+     "responses summing to 1 (within 1e-06) followed by a refusal share in [0, 1]",
      "responses sum 1.1, refusal 0.05"),
-    ("output_dist", [1 / 6, 2 / 6, 3 / 6, 1.5], "followed by a refusal share in [0, 1]", "responses sum 1, refusal 1.5"),
+    ("output_dist", [1 / 6, 2 / 6, 3 / 6, 1.5], "followed by a refusal share in [0, 1]",
+     "responses sum 1, refusal 1.5"),
     ("output_dist", [1.0], "responses then the refusal share (at least 2 entries)", "1 entries"),
     ("output_dist", [0.5, -0.5, 1.0, 0.1], "finite shares >= 0", "got [0.5, -0.5, 1.0, 0.1]"),
     ("ordinal", [1.0, 2.0, 3.0, 4.0], "1 to len(output_dist) - 1 positions", "4 positions for 3 answer options"),
@@ -235,7 +237,8 @@ row = st.fixed_dictionaries({
     "weights": st.lists(st.floats(min_value=0.01, max_value=5), min_size=1, max_size=5),
     "normalise": st.booleans(), "noise": st.lists(share, max_size=5),
     "refusal": st.one_of(st.floats(min_value=0, max_value=1), share),
-    "extra_options": st.sampled_from([1, 1, 1, 0, 2]), "ordinal": st.lists(st.sampled_from([-1.0, 1.0, 2.0, 3.0]), max_size=6),
+    "extra_options": st.sampled_from([1, 1, 1, 0, 2]),
+    "ordinal": st.lists(st.sampled_from([-1.0, 1.0, 2.0, 3.0]), max_size=6),
 })
 
 
@@ -264,7 +267,8 @@ def test_check_refuses_exactly_when_a_plain_reference_finds_a_bad_row(rows):
 def test_prepare_on_a_bad_distributions_file_exits_2_in_seconds_with_one_line(tmp_path, capsys):
     frame = set_cell(distributions(), 4, "ordinal", [1.0, 2.0, 3.0, 4.0])
     write_distributions(frame, tmp_path)
-    code = cli_main(["prepare", "--distributions", str(tmp_path / "distributions.csv"), "--out", str(tmp_path / "prep")])
+    code = cli_main(["prepare", "--distributions", str(tmp_path / "distributions.csv"),
+                     "--out", str(tmp_path / "prep")])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert err == (f"demoscope prepare: error: {tmp_path / 'distributions.csv'}, column 'ordinal': expected 1 to "
@@ -298,7 +302,8 @@ def test_lists_written_from_numpy_2_scalars_are_read_as_their_numbers(tmp_path):
 def test_split_and_distributions_files_that_cannot_be_read_are_config_errors_naming_the_file(tmp_path):
     from demoscope.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"prepared split .*none\.csv does not exist \(write it with `demoscope prepare`"):
+    with pytest.raises(ConfigError,
+                       match=r"prepared split .*none\.csv does not exist \(write it with `demoscope prepare`"):
         read_split(tmp_path / "none.csv")
     (tmp_path / "s.csv").write_text("qkey,input_prompt\nQ1,a\nQ2,b,c\n")
     with pytest.raises(ConfigError, match=r"prepared split .*s\.csv cannot be read: .*Expected 2 fields in line 3"):

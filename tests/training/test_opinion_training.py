@@ -14,7 +14,9 @@ from demoscope.training.opinion_loop import target_logits, train_epoch, validate
 from demoscope.training.schedules import make_scheduler
 
 PROMPTS = [
-    "Question: Which party?\nA. Republican\nB. Democrat\n\nAnswer: B. Democrat\n\nQuestion: How often do you vote?\nA. Always\nB. Sometimes\nC. Never\nAnswer as a choice between A.,B.,C.\n\nAnswer:",
+    ("Question: Which party?\nA. Republican\nB. Democrat\n\nAnswer: B. Democrat\n\n"
+     "Question: How often do you vote?\nA. Always\nB. Sometimes\nC. Never\nAnswer as a choice between A.,B.,C.\n\n"
+     "Answer:"),
     "Question: Do you own a gun?\nA. Yes\nB. No\nC. Refused\nAnswer as a choice between A.,B.,C.\n\nAnswer:",
 ]
 
@@ -65,7 +67,8 @@ def test_step_schedule_decays_by_gamma_per_epoch_and_cosine_ends_at_zero():
         lrs.append(cosine.get_last_lr()[0])
         opt.step()
         cosine.step()
-    assert lrs[0] < lrs[1] < lrs[2] and max(lrs) == pytest.approx(1.0) and cosine.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+    assert (lrs[0] < lrs[1] < lrs[2] and max(lrs) == pytest.approx(1.0)
+            and cosine.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9))
     opt = torch.optim.AdamW([param], lr=1.0)
     counted = make_scheduler(opt, "cosine", steps_per_epoch=5, epochs=2, warmup_ratio=0.2, warmup_steps=4)
     lrs = []
@@ -107,7 +110,8 @@ def _one_step(batch_size, grad_accum, checkpointing=False):
             if "lora_B" in name:
                 p.normal_(0, 0.1)
     data = OpinionDataset(frame(4), tokenizer)
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size,
+                                         collate_fn=lambda b: collate(b, tokenizer.pad_token_id))
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     sched = make_scheduler(opt, "step", steps_per_epoch=1, epochs=1, gamma=1.0)
     train_epoch(model, loader, opt, sched, label_token_ids(tokenizer), "kl", grad_accum=grad_accum)

@@ -63,7 +63,8 @@ def test_lines_show_one_based_epochs_losses_and_timing():
     assert step == "epoch 1/2  step 3/10  loss 0.5679  elapsed 12s  ETA 1m08s"  # 17 steps left at 4 s each
     metrics = {"epoch": 1, "train_kl": 0.5, "train_wd": 0.25, "val_kl": 0.4, "val_wd": 0.2, "lr": 1e-3}
     done = format_record(epoch_record(progress, 2, metrics, done_steps=20, summary=opinion_epoch_summary(metrics)))
-    assert done == "epoch 2/2 done: train kl 0.5000 wd 0.2500  val kl 0.4000 wd 0.2000  lr 1.00e-03  elapsed 12s  ETA 0s"
+    assert done == ("epoch 2/2 done: train kl 0.5000 wd 0.2500  val kl 0.4000 wd 0.2000  lr 1.00e-03  "
+                    "elapsed 12s  ETA 0s")
 
 
 def test_trl_epochs_are_already_counted_from_one():

@@ -1,4 +1,6 @@
-"""Resume rules and safe checkpoint state: which settings shape a run, Ray Train's registry of checkpoints, weights_only loads."""
+"""Resume rules and safe checkpoint state: which settings shape a run, Ray Train's registry of checkpoints,
+weights_only loads.
+"""
 
 import json
 import math
@@ -28,7 +30,8 @@ def settings(**overrides) -> dict:
 
 def test_differences_that_shape_a_run_are_listed_by_the_key_a_user_types():
     changed = run_differences(settings(), settings(lr=1e-2, train_file="/data/other.parquet", lora={"r": 4}))
-    assert changed == {"lr": (1e-4, 1e-2), "train_file": ("/data/train.parquet", "/data/other.parquet"), "lora.r": (8, 4)}
+    assert changed == {"lr": (1e-4, 1e-2), "train_file": ("/data/train.parquet", "/data/other.parquet"),
+                       "lora.r": (8, 4)}
 
 
 def test_settings_that_do_not_shape_a_run_may_change_on_resume():
@@ -43,7 +46,8 @@ def test_epochs_may_grow_only_where_the_schedule_ignores_the_total():
     assert run_differences(settings(epochs=5), settings(epochs=3)) == {"epochs": (5, 3)}
     cosine = run_differences(settings(epochs=5, scheduler="cosine"), settings(epochs=7, scheduler="cosine"))
     assert cosine == {"epochs": (5, 7)}  # the total sets every step's rate
-    assert run_differences(settings(objective="dpo", epochs=1), settings(objective="dpo", epochs=2)) == {"epochs": (1, 2)}
+    assert run_differences(settings(objective="dpo", epochs=1),
+                           settings(objective="dpo", epochs=2)) == {"epochs": (1, 2)}
     assert run_differences(settings(objective="distill", epochs=1), settings(objective="distill", epochs=2)) == {}
 
 

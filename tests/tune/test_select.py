@@ -19,7 +19,8 @@ def test_toy_selection_ranks_clean_sources_first_and_verifies_against_real_fine_
     out = tmp_path / "select"
     config = SelectConfig(clean_sources=3, noisy_sources=2, n_subsets=10, verify=1, fine_tune_steps=20, out=str(out))
     assert select_job.run(config) == 0
-    assert sorted(storage.list_sources(out / "gradients")) == ["clean-00", "clean-01", "clean-02", "noisy-03", "noisy-04"]
+    assert sorted(storage.list_sources(out / "gradients")) == ["clean-00", "clean-01", "clean-02", "noisy-03",
+                                                               "noisy-04"]
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 10 and trials["estimated_loss"].notna().all()
     scores = pd.read_csv(out / "scores.csv")
@@ -43,10 +44,11 @@ def test_subpop_topics_are_selected_for_target_groups_and_verified_with_the_trai
     # The fixture's one wave is all about guns: give its questions three topics of our own (a CSV topics file).
     qkeys = sorted(train.qkey.unique())
     topics_file = tmp_path / "topics.csv"
-    pd.DataFrame({"qkey": qkeys, "topic": [f"topic-{i % 3}" for i in range(len(qkeys))]}).to_csv(topics_file, index=False)
+    pd.DataFrame({"qkey": qkeys,
+                  "topic": [f"topic-{i % 3}" for i in range(len(qkeys))]}).to_csv(topics_file, index=False)
     config = SelectConfig(task="subpop", sources="topic", topics=str(topics_file), train_file=str(prepared["train"]),
-                          val_file=str(prepared["val"]), target_groups=["POLPARTY=Democrat", "Republican"], meta_steps=5,
-                          project_dim=32, n_subsets=6, verify=2, verify_epochs=1, out=str(out))
+                          val_file=str(prepared["val"]), target_groups=["POLPARTY=Democrat", "Republican"],
+                          meta_steps=5, project_dim=32, n_subsets=6, verify=2, verify_epochs=1, out=str(out))
     outcome = select_job.select(config)
     labels = source_labels(train, "topic", str(topics_file))
     topics = sorted(labels.unique())

@@ -43,7 +43,8 @@ def test_max_concurrent_trials_is_honoured_with_the_seeded_generator(local_ray, 
 def test_a_trial_bigger_than_the_local_ray_is_refused_at_once_with_what_fits(local_ray, prepared, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump({"lr": {"grid": [1e-3, 1e-2]}}))
-    config = SweepConfig(space=str(space), set=[f"train_file={prepared['train']}", "num_workers=2"], out=str(tmp_path / "o"))
+    config = SweepConfig(space=str(space), set=[f"train_file={prepared['train']}", "num_workers=2"],
+                         out=str(tmp_path / "o"))
     with pytest.raises(ConfigError, match=r"each trial asks 2\.01 CPUs \(num_workers=2 x 1 CPU \+ 0\.01\); "
                                           r"this Ray has 2; use num_workers=1 or --address a bigger cluster"):
         sweep_job.run(config)

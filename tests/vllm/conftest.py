@@ -21,7 +21,8 @@ from demoscope.surveys.metadata import load_codebook  # noqa: E402
 from demoscope.surveys.prompts import render_prompt, unsteered_prompt  # noqa: E402
 
 SMOLLM2 = "smollm2:135m"
-GROUPS = [("POLPARTY", "Democrat"), ("POLPARTY", "Republican"), ("RELIG", "Protestant"), ("INCOME", "Less than $30,000")]
+GROUPS = [("POLPARTY", "Democrat"), ("POLPARTY", "Republican"), ("RELIG", "Protestant"),
+          ("INCOME", "Less than $30,000")]
 
 
 def pytest_collection_modifyitems(items):

@@ -96,7 +96,8 @@ def test_bon_and_cbs_run_on_the_real_engine(sampler, guide, method, calls):
     finally:
         sampler.llm.generate = real_generate
     assert 1 <= len(result.token_ids) <= 10
-    assert (result.finish_reason == "length") == (len(result.token_ids) == 10 and result.token_ids[-1] not in sampler.stop_ids)
+    assert (result.finish_reason == "length") == (len(result.token_ids) == 10
+                                                  and result.token_ids[-1] not in sampler.stop_ids)
     # A finished search adds the EOS term whether it stopped or ran out of tokens (the reference's stop rule).
     want = float(guidance_scores(guide, "I think the government should", [result.text], [True])[0])
     assert result.guidance == pytest.approx(want, abs=1e-4)

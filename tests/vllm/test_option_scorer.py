@@ -96,7 +96,8 @@ def test_swapped_adapter_weights_are_never_served_stale(tiny_lora_engine, tiny_a
     # the same name with a fresh id mixes the old adapter's cached prefix with the new weights.
     params = [SamplingParams(max_tokens=1, logprob_token_ids=sorted(set(sum(letter_token_ids(
         tiny_lora_engine.get_tokenizer()), []))))] * len(prompts)
-    stale_name = LoRARequest(base.with_adapter("served", tiny_adapters["left"]).lora_request.lora_name, 999, str(folder))
+    stale_name = LoRARequest(base.with_adapter("served", tiny_adapters["left"]).lora_request.lora_name, 999,
+                             str(folder))
     mixed = tiny_lora_engine.generate(prompts, params, lora_request=stale_name, use_tqdm=False)
     fresh = tiny_lora_engine.generate(prompts, params, lora_request=lora_request("served", folder), use_tqdm=False)
     letter = letter_token_ids(tiny_lora_engine.get_tokenizer())[1][0]

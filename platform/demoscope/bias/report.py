@@ -64,7 +64,8 @@ def _markdown(stats: pd.DataFrame, variant: str, alpha: float) -> str:
             # p-values span many orders of magnitude: scientific notation, not a fixed 3 decimals.
             "p (Bonferroni)": [f"{p:.3g}" for p in rows["p_bonferroni"]], "verdict": rows["verdict"],
             f"{sa}>{sb}": rows["n_a_higher"], f"{sa}<{sb}": rows["n_b_higher"], "equal": rows["n_equal"],
-            f"mean Δ where {sa}>{sb}": rows["mean_delta_a_higher"], f"mean Δ where {sa}<{sb}": rows["mean_delta_b_higher"],
+            f"mean Δ where {sa}>{sb}": rows["mean_delta_a_higher"],
+            f"mean Δ where {sa}<{sb}": rows["mean_delta_b_higher"],
         })
         lines += ["", f"## {comparison.capitalize()} ({a} vs {b})", "", markdown_table(table, floatfmt=".4f")]
     return "\n".join(lines) + "\n"
@@ -86,7 +87,8 @@ def _plot(pairs: pd.DataFrame, stats: pd.DataFrame, comparison: str, systems: li
     a, b = GROUPS[comparison]
     sa, sb = _SHORT[a], _SHORT[b]
     rows = stats[(stats["comparison"] == comparison) & (stats["subset"] == "all")].set_index("system")
-    deltas = [pairs.loc[(pairs["system"] == s) & (pairs["comparison"] == comparison), "delta"].to_numpy() for s in systems]
+    deltas = [pairs.loc[(pairs["system"] == s) & (pairs["comparison"] == comparison), "delta"].to_numpy()
+              for s in systems]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.55 * len(systems) + 2.2), sharey=True)
     y = np.arange(len(systems))
     # ``orientation`` replaced ``vert`` in matplotlib 3.10; pyproject still allows 3.8.
@@ -100,7 +102,8 @@ def _plot(pairs: pd.DataFrame, stats: pd.DataFrame, comparison: str, systems: li
     shares = rows.loc[systems, ["n_a_higher", "n_equal", "n_b_higher"]].to_numpy(dtype=float)
     shares = shares / shares.sum(axis=1, keepdims=True)
     start = np.zeros(len(systems))
-    for k, (label, color) in enumerate([(f"{sa}>{sb}", "tab:orange"), ("equal", "lightgrey"), (f"{sa}<{sb}", "tab:blue")]):
+    for k, (label, color) in enumerate([(f"{sa}>{sb}", "tab:orange"), ("equal", "lightgrey"),
+                                        (f"{sa}<{sb}", "tab:blue")]):
         right.barh(y, shares[:, k], left=start, color=color, label=label)
         start += shares[:, k]
     right.set_xlim(0, 1)

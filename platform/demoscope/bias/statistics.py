@@ -177,7 +177,8 @@ def paired_t_test(score_a, score_b, tol: float = 0.0) -> dict:
     """
     a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise ConfigError(f"a paired t-test needs two equal-length 1-D score arrays of >= 2 pairs, got {a.shape} and {b.shape}")
+        raise ConfigError(f"a paired t-test needs two equal-length 1-D score arrays of >= 2 pairs, "
+                          f"got {a.shape} and {b.shape}")
     delta = a - b
     if np.all(delta == 0):
         t, p = 0.0, 1.0

@@ -274,7 +274,7 @@ class IncrementalLogProb:
             self._last = torch.full((rows, logp.size(-1)), math.nan, device=device)
         # Output j of a beam predicts its token start + j + 1; pads gather id 0 and are ignored.
         labels = torch.zeros((rows, width), dtype=torch.long)
-        for row, (start, feed) in enumerate(zip(starts, feeds)):
+        for row, (start, _feed) in enumerate(zip(starts, feeds)):
             nxt = targets[row][start + 1:]
             labels[row, :len(nxt)] = torch.tensor(nxt, dtype=torch.long)
         token_logp = logp.gather(-1, labels.to(device).unsqueeze(-1)).squeeze(-1).double().cpu().tolist()

@@ -39,7 +39,7 @@ class DecodingMethod:
     n: int = 16
     w: int = 4
     k: int = 4
-    l: int | None = 5
+    l: int | None = 5  # noqa: E741 - the public field/keyword (``DecodingMethod("cbs", l=5)``), CBS's L
     beta: float = 1.0
 
     def __post_init__(self) -> None:
@@ -77,8 +77,8 @@ class DecodingMethod:
             if name == "bon" and arg:
                 return cls("bon", n=int(arg))
             if name == "cbs" and arg:
-                w, k, l = (p.strip() for p in arg.split(","))
-                return cls("cbs", w=int(w), k=int(k), l=None if l in ("inf", "none") else int(l))
+                w, k, chunk_len = (p.strip() for p in arg.split(","))
+                return cls("cbs", w=int(w), k=int(k), l=None if chunk_len in ("inf", "none") else int(chunk_len))
             if name == "eft" and arg:
                 return cls("eft", beta=float(arg))
         except ValueError:
@@ -169,8 +169,8 @@ def generate(
             )
             text, score, reason = response_text(tokenizer, prompt_ids, ids), None, "stop" if eos else "length"
         else:
-            w, k, l = method.search_shape()
-            found = chunk_beam_search(sampler, prompt_ids, scorer, raw_prompt, w, k, l, params, generator)
+            w, k, chunk_len = method.search_shape()
+            found = chunk_beam_search(sampler, prompt_ids, scorer, raw_prompt, w, k, chunk_len, params, generator)
             ids, text, score, reason = found.token_ids, found.text, found.score, found.finish_reason
         if score is None and guide is not None:
             score = float(guidance_scores(guide, raw_prompt, [text], [True])[0])

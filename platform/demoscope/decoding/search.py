@@ -59,11 +59,11 @@ def chunk_beam_search(
     raw_prompt: str,
     w: int,
     k: int,
-    l: int | None,
+    chunk_len: int | None,
     params: SamplingParams,
     generator: torch.Generator,
 ) -> SearchResult:
-    """CBS(W, K, L) for one prompt; ``l=None`` is an unbounded chunk (one selection at the end).
+    """CBS(W, K, L) for one prompt; ``chunk_len=None`` is an unbounded chunk (one selection at the end).
 
     ``prompt_ids`` are the large model's prompt tokens (its own template);
     ``raw_prompt`` is what the scorer formats into the small models'
@@ -72,13 +72,13 @@ def chunk_beam_search(
     """
     if w < 1 or k < 1:
         raise ValueError(f"W and K must be >= 1, got W={w}, K={k}")
-    if l is not None and l < 1:
-        raise ValueError(f"L must be >= 1 or None, got {l}")
+    if chunk_len is not None and chunk_len < 1:
+        raise ValueError(f"L must be >= 1 or None, got {chunk_len}")
     if scorer is None and w * k > 1:
         raise ValueError("a search over more than one sample needs a guidance scorer")
     prompt_ids = list(prompt_ids)
     total = params.max_new_tokens
-    chunk = total if l is None else min(l, total)
+    chunk = total if chunk_len is None else min(chunk_len, total)
     tokenizer = sampler.tokenizer
     if scorer is not None:
         scorer.reset(raw_prompt, rows=w * k)

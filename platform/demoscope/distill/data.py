@@ -12,7 +12,8 @@ from demoscope.tables import read_table
 
 
 def read_labelled(path: str | Path, soft: bool = False) -> pd.DataFrame:
-    """Read ``.csv`` / ``.jsonl`` / ``.parquet`` with ``text`` and a 0/1 ``label`` (and ``label_0, label_1`` if ``soft``).
+    """Read ``.csv`` / ``.jsonl`` / ``.parquet`` with ``text`` and a 0/1 ``label`` (and ``label_0, label_1`` if
+    ``soft``).
 
     Errors name the file and, for bad values, the first offending row.
     """
@@ -26,13 +27,15 @@ def read_labelled(path: str | Path, soft: bool = False) -> pd.DataFrame:
     bad = ~frame["label"].isin([0, 1])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ConfigError(f"labelled text file {path}, row {row}: label must be 0 or 1, got {frame['label'].iloc[row]!r}")
+        raise ConfigError(f"labelled text file {path}, row {row}: label must be 0 or 1, "
+                          f"got {frame['label'].iloc[row]!r}")
     if soft:
         probs = frame[["label_0", "label_1"]].to_numpy(dtype=float)
         off = ~np.isclose(probs.sum(axis=1), 1.0, atol=1e-4) | (probs < 0).any(axis=1)
         if off.any():
             row = int(np.flatnonzero(off)[0])
-            raise ConfigError(f"labelled text file {path}, row {row}: label_0 + label_1 must be 1, got {probs[row].tolist()}")
+            raise ConfigError(f"labelled text file {path}, row {row}: label_0 + label_1 must be 1, "
+                              f"got {probs[row].tolist()}")
     return plain_labels(frame, soft)
 
 

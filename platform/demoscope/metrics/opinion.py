@@ -85,22 +85,26 @@ def summarize(predictions: pd.DataFrame, systems: list[str], n_boot: int = 1000,
     clusters = predictions["qkey"].to_numpy() if bootstrap == "question" else None
     settings = {"n_boot": n_boot, "confidence": confidence, "seed": seed}
     overall = pd.DataFrame([
-        {"system": s, **dict(zip(("mean", "low", "high"), bootstrap_ci(predictions[f"wd_{s}"], clusters=clusters, **settings))),
+        {"system": s, **dict(zip(("mean", "low", "high"),
+                                 bootstrap_ci(predictions[f"wd_{s}"], clusters=clusters, **settings))),
          "n": int(predictions[f"wd_{s}"].notna().sum()),
          "questions": int(predictions.loc[predictions[f"wd_{s}"].notna(), "qkey"].nunique())}
         for s in systems
     ])
     cluster_col = "qkey" if bootstrap == "question" else None
     per_group = pd.concat([
-        grouped_bootstrap_ci(predictions, f"wd_{s}", ["attribute", "group"], cluster_col=cluster_col, **settings).assign(system=s)
+        grouped_bootstrap_ci(predictions, f"wd_{s}", ["attribute", "group"], cluster_col=cluster_col,
+                             **settings).assign(system=s)
         for s in systems
     ], ignore_index=True)
     means = dict(zip(overall["system"], overall["mean"]))
     first = systems[0]
     gaps = {other: relative_gap_reduction(means[other], means[first]) for other in systems[1:] if means[other] > 0}
-    return {"overall": overall, "per_group": per_group, "differences": _differences(predictions, systems, clusters, settings),
-            "gap_reduction": gaps, "bootstrap": {"kind": bootstrap, "resamples": n_boot, "seed": seed, "confidence": confidence,
-                                                  "description": _describe(bootstrap, n_boot, seed, confidence)}}
+    return {"overall": overall, "per_group": per_group,
+            "differences": _differences(predictions, systems, clusters, settings),
+            "gap_reduction": gaps,
+            "bootstrap": {"kind": bootstrap, "resamples": n_boot, "seed": seed, "confidence": confidence,
+                          "description": _describe(bootstrap, n_boot, seed, confidence)}}
 
 
 def _describe(kind: str, n_boot: int, seed: int, confidence: float) -> str:
@@ -120,7 +124,8 @@ def _differences(predictions: pd.DataFrame, systems: list[str], clusters, settin
         rows.append({"difference": f"{first} - {other}", "first": first, "other": other,
                      "mean": paired["mean"], "low": paired["low"], "high": paired["high"],
                      "excludes_zero": bool(paired["low"] > 0 or paired["high"] < 0),
-                     "gap_reduction": paired["gap_reduction"], "gap_low": paired["gap_low"], "gap_high": paired["gap_high"],
+                     "gap_reduction": paired["gap_reduction"], "gap_low": paired["gap_low"],
+                     "gap_high": paired["gap_high"],
                      "n": paired["n"], "questions": int(predictions.loc[both, "qkey"].nunique())})
     columns = ["difference", "first", "other", "mean", "low", "high", "excludes_zero", "gap_reduction", "gap_low",
                "gap_high", "n", "questions"]

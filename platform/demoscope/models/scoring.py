@@ -48,7 +48,8 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     encoded = tokenizer(list(prompts))["input_ids"]
     empty = [i for i, ids in enumerate(encoded) if not ids]
     if empty:
-        raise ValueError(f"prompt {empty[0]} encodes to no tokens (the tokenizer adds no BOS); prompts must not be empty")
+        raise ValueError(f"prompt {empty[0]} encodes to no tokens (the tokenizer adds no BOS); "
+                         f"prompts must not be empty")
     return encoded
 
 

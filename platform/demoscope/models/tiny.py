@@ -47,7 +47,8 @@ def _corpus() -> list[str]:
     for entry in json.loads(steering.read_text()):
         lines.extend(entry[k] for k in ("bio_prompt", "qa_prompt", "portray_prompt", "options"))
     for letter in string.ascii_uppercase:
-        lines += [f"Answer: {letter}", f"Answer:{letter}", f"{letter}. Option", f"Answer: {letter}. Option"] * _LETTER_REPEATS
+        lines += [f"Answer: {letter}", f"Answer:{letter}", f"{letter}. Option",
+                  f"Answer: {letter}. Option"] * _LETTER_REPEATS
     lines.append("Question: Answer as a choice between " + ",".join(f"{c}." for c in "ABCDEFGHIJ"))
     return lines
 
@@ -112,7 +113,8 @@ def build_tiny_model(
     ``q_proj``/``v_proj`` for LoRA); ``arch="gpt2"`` a ``GPT2LMHeadModel``
     (tied embeddings, as GPT-2 has); ``arch="classifier"`` a 2-label
     ``LlamaForSequenceClassification`` (NEGATIVE/POSITIVE) for gold rewards
-    and distillation tests. The same arguments give identical weights. Loading goes through ``from_pretrained`` like any model.
+    and distillation tests. The same arguments give identical weights. Loading goes through ``from_pretrained``
+    like any model.
     """
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 

@@ -145,7 +145,8 @@ class FakeLLM:
         if params.logprobs:
             requested = vocab if params.logprobs == -1 else params.logprobs
             if requested > max_allowed:
-                raise ValueError(f"Requested sample logprobs of {requested}, which is greater than max allowed: {max_allowed}")
+                raise ValueError(f"Requested sample logprobs of {requested}, "
+                                 f"which is greater than max allowed: {max_allowed}")
         if lora_request is not None:
             if not self.enable_lora:
                 raise ValueError(f"Got lora_request {lora_request} but LoRA is not enabled!")

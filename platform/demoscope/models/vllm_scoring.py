@@ -74,7 +74,8 @@ class VLLMOptionScorer:
                              "which the installed vLLM lacks; use 'top-k' (SubPOP's rule) or upgrade vLLM")
         if letter_logprobs not in ("auto", "exact", "top-k"):
             raise ValueError(f"letter_logprobs must be 'auto', 'exact' or 'top-k', got {letter_logprobs!r}")
-        self.mode = "exact" if letter_logprobs == "exact" or (letter_logprobs == "auto" and exact_available) else "top-k"
+        self.mode = ("exact" if letter_logprobs == "exact" or (letter_logprobs == "auto" and exact_available)
+                     else "top-k")
         self.llm, self.lora_request, self.top_k = llm, lora_request, top_k
         self._params_cls, self._lora_request_cls = sampling_params_cls, lora_request_cls
         self._no_space, self._space = letter_token_ids(llm.get_tokenizer())

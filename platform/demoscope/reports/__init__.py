@@ -10,5 +10,6 @@ from demoscope.reports.plots import (
 from demoscope.reports.tables import markdown_table
 
 __all__ = [
-    "markdown_table", "plot_bars", "plot_group_distributions", "plot_group_wasserstein", "plot_wd_histogram", "save_figure",
+    "markdown_table", "plot_bars", "plot_group_distributions", "plot_group_wasserstein", "plot_wd_histogram",
+    "save_figure",
 ]

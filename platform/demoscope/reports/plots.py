@@ -36,7 +36,8 @@ def plot_bars(labels: list[str], values, path: str | Path, ylabel: str, errors=N
     return save_figure(fig, path)
 
 
-def plot_group_distributions(distributions: pd.DataFrame, qkeys: list[str], groups: list[str], path: str | Path) -> Path:
+def plot_group_distributions(distributions: pd.DataFrame, qkeys: list[str], groups: list[str],
+                             path: str | Path) -> Path:
     """One panel per question: a stacked bar of answer shares for each group.
 
     ``distributions`` has our aggregate columns (``qkey, group, question,
@@ -91,7 +92,8 @@ def plot_group_wasserstein(per_group: pd.DataFrame, systems: list[str], path: st
         err = np.vstack([rows["mean"] - rows["low"], rows["high"] - rows["mean"]])
         ax.barh(y + i * height, rows["mean"], height=height, xerr=err, color=colors(i), label=system,
                 error_kw={"elinewidth": 0.8, "capsize": 2})
-    ax.set_yticks(y + height * (len(systems) - 1) / 2, [f"{a}: {g}" for a, g in zip(groups.attribute, groups.group)], fontsize=8)
+    ax.set_yticks(y + height * (len(systems) - 1) / 2, [f"{a}: {g}" for a, g in zip(groups.attribute, groups.group)],
+                  fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("mean Wasserstein distance to the humans (lower is better; 95% bootstrap CI)")
     ax.legend(fontsize=8, loc="lower right")

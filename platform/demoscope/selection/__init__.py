@@ -1,4 +1,5 @@
-"""Source selection by first-order estimates of fine-tuning (GradEx, ``reference/politune-w2s-gradex-distillation.md`` §C).
+"""Source selection by first-order estimates of fine-tuning (GradEx,
+``reference/politune-w2s-gradex-distillation.md`` §C).
 
 Modules, one job each: :mod:`.gradients` (per-sample outputs and gradients
 at a meta-trained LoRA adapter), :mod:`.projection` (seeded blockwise

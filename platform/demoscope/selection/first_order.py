@@ -162,8 +162,8 @@ class SubsetDelta:
     factor: float
 
 
-def solve_delta(z: np.ndarray, projection: RademacherProjection, settings: FirstOrderSettings, theta_norm: float | None = None,
-                seed: int | None = None) -> SubsetDelta:
+def solve_delta(z: np.ndarray, projection: RademacherProjection, settings: FirstOrderSettings,
+                theta_norm: float | None = None, seed: int | None = None) -> SubsetDelta:
     """Regression in projected space, back-projection (``P w``, blockwise) and norm rescaling."""
     fit = fit_logistic(z, settings.C, settings.positive_rate, settings.seed if seed is None else seed,
                        settings.fit_intercept)
@@ -174,13 +174,16 @@ def solve_delta(z: np.ndarray, projection: RademacherProjection, settings: First
         if theta_norm is None:
             raise ConfigError("norm rescaling needs theta_norm (||theta*_LoRA||); pass scale=None to skip it")
         factor = settings.scale * theta_norm / raw_norm if raw_norm > 0 else 0.0
-    return SubsetDelta(coef=fit.coef * factor, delta=(delta * factor).astype(np.float32), raw_norm=raw_norm, factor=factor)
+    return SubsetDelta(coef=fit.coef * factor, delta=(delta * factor).astype(np.float32), raw_norm=raw_norm,
+                       factor=factor)
 
 
 # -- the adapter --------------------------------------------------------------------
 
 def lora_norm(model: torch.nn.Module) -> float:
-    """``||theta*_LoRA||_2`` over state-dict entries whose name contains ``"lora"`` (the reference's ``compute_norm``)."""
+    """``||theta*_LoRA||_2`` over state-dict entries whose name contains ``"lora"``
+    (the reference's ``compute_norm``).
+    """
     total = sum(float(v.detach().double().square().sum()) for k, v in model.state_dict().items() if "lora" in k)
     return float(np.sqrt(total))
 
@@ -192,8 +195,11 @@ def snapshot(model: torch.nn.Module, names: Sequence[str]) -> dict[str, torch.Te
 
 
 @torch.no_grad()
-def load_delta(model: torch.nn.Module, base: Mapping[str, torch.Tensor], delta: np.ndarray | torch.Tensor | None) -> None:
-    """Set each parameter in ``base`` to ``base + delta[slice]`` (slices in ``base``'s order); ``None`` restores theta*."""
+def load_delta(model: torch.nn.Module, base: Mapping[str, torch.Tensor],
+               delta: np.ndarray | torch.Tensor | None) -> None:
+    """Set each parameter in ``base`` to ``base + delta[slice]`` (slices in ``base``'s order);
+    ``None`` restores theta*.
+    """
     params = dict(model.named_parameters())
     sizes = [base[n].numel() for n in base]
     if delta is not None and len(delta) != sum(sizes):
@@ -220,7 +226,8 @@ def perturbed(model: torch.nn.Module, base: Mapping[str, torch.Tensor], delta):
 
 
 @torch.no_grad()
-def sample_token_losses(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+def sample_token_losses(model: torch.nn.Module,
+                        batches: Iterable[Mapping[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray]:
     """Per sample of ``batches``: the summed next-token cross-entropy of its labelled tokens, and their number."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -231,7 +238,8 @@ def sample_token_losses(model: torch.nn.Module, batches: Iterable[Mapping[str, t
             kwargs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask") if k in batch}
             logits = model(**kwargs).logits[:, :-1].float()
             labels = batch["labels"][:, 1:].to(device)
-            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                                     reduction="none")
             sums.append(loss.sum(1).double().cpu().numpy())
             counts.append((labels != -100).sum(1).cpu().numpy())
     finally:
@@ -242,7 +250,8 @@ def sample_token_losses(model: torch.nn.Module, batches: Iterable[Mapping[str, t
     return sums, counts
 
 
-def validation_loss(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], weighting: str = "token") -> float:
+def validation_loss(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
+                    weighting: str = "token") -> float:
     """Next-token cross-entropy over the labelled tokens of ``batches``.
 
     ``weighting="token"``: averaged over all labelled tokens (long samples
@@ -280,7 +289,8 @@ def per_source_loss(model: torch.nn.Module, val_batches: Mapping[str, Sequence[M
             means = sums[counts > 0] / counts[counts > 0]
             losses[name] = float(means.mean())
             per_sample.append(means)
-    losses[MEAN_KEY] = float(np.mean(list(losses.values()))) if weighting == "token" else float(np.concatenate(per_sample).mean())
+    losses[MEAN_KEY] = (float(np.mean(list(losses.values()))) if weighting == "token"
+                        else float(np.concatenate(per_sample).mean()))
     return losses
 
 

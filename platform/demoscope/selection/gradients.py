@@ -278,14 +278,18 @@ def per_sample_gradients_loop(
             p = probs[torch.arange(probs.shape[0], device=device), labels[mask]]
             f = clamped_log_odds(p, clamp).mean()
             g = torch.autograd.grad(f, params, retain_graph=shared_forward and i < n - 1, allow_unused=True)
-            grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(pi)).reshape(-1) for gi, pi in zip(g, params)]))
+            grads.append(torch.cat([(gi if gi is not None else torch.zeros_like(pi)).reshape(-1)
+                                    for gi, pi in zip(g, params)]))
             outputs.append(f.detach())
     return SampleGradients(outputs=torch.stack(outputs), grads=torch.stack(grads))
 
 
 @torch.no_grad()
-def sample_outputs(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], clamp: ClampMode = "toy") -> np.ndarray:
-    """``f_i`` for every sample of ``batches`` (no gradients), as float64 ``[n]``; the error check's fine-tuned outputs."""
+def sample_outputs(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]],
+                   clamp: ClampMode = "toy") -> np.ndarray:
+    """``f_i`` for every sample of ``batches`` (no gradients), as float64 ``[n]``;
+    the error check's fine-tuned outputs.
+    """
     device = next(model.parameters()).device
     out = []
     with _eval_mode(model):

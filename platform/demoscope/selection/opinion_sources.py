@@ -33,6 +33,7 @@ from demoscope.selection.toy import train as train_steps
 
 _WAVE = re.compile(r"_W(\d+)$")
 SourceKind = Literal["wave", "topic"]
+_DEFAULT_SETTINGS = ToySettings()  # frozen: safe to share as build_opinion_world's default
 
 
 def wave_of(qkey: str) -> str:
@@ -76,7 +77,7 @@ def target_rows(frame: pd.DataFrame, groups: Sequence[str] = (), questions: Sequ
         qkeys = frame["qkey"].astype(str)
         wanted = pd.Series(False, index=frame.index)
         for pattern in questions:
-            hit = qkeys.map(lambda q: fnmatch.fnmatchcase(q, pattern))
+            hit = qkeys.map(lambda q, pattern=pattern: fnmatch.fnmatchcase(q, pattern))
             if not hit.any():
                 raise ConfigError(f"target question {pattern!r} matches no question of the validation split; "
                                   f"e.g. {sorted(qkeys.unique())[:10]}")
@@ -109,7 +110,7 @@ def opinion_examples(frame: pd.DataFrame, tokenizer) -> list[tuple[list[int], li
 
 def build_opinion_world(
     train: pd.DataFrame, val: pd.DataFrame, model_name: str, adapter: str | None = None,
-    settings: ToySettings = ToySettings(), labels: pd.Series | None = None,
+    settings: ToySettings = _DEFAULT_SETTINGS, labels: pd.Series | None = None,
 ) -> SelectionWorld:
     """A selection world over ``train``'s sources, validated on ``val`` (prepared splits).
 

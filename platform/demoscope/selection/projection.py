@@ -155,7 +155,8 @@ class RademacherProjection:
     def from_dict(cls, data: dict[str, Any], **kwargs) -> RademacherProjection:
         """Rebuild from :meth:`to_dict`; refuses a matrix generated with another block layout."""
         if data.get("kind") != "rademacher" or data.get("generation_rows") != GENERATION_ROWS:
-            raise ConfigError(f"projection {data} was not made by this RademacherProjection (generation_rows={GENERATION_ROWS})")
+            raise ConfigError(f"projection {data} was not made by this RademacherProjection "
+                              f"(generation_rows={GENERATION_ROWS})")
         return cls(data["dim_in"], data["dim_out"], data["seed"], **kwargs)
 
     def __getstate__(self):

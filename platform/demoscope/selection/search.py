@@ -36,7 +36,8 @@ def _subset_count(n_sources: int, subset_size: int | float) -> int:
     return k
 
 
-def sample_subsets(n_sources: int, n_subsets: int, subset_size: int | float = 0.5, seed: int = 0) -> list[tuple[int, ...]]:
+def sample_subsets(n_sources: int, n_subsets: int, subset_size: int | float = 0.5,
+                   seed: int = 0) -> list[tuple[int, ...]]:
     """``n_subsets`` random subsets of ``range(n_sources)``, each ``subset_size`` distinct indices, sorted."""
     if n_subsets < 1:
         raise ConfigError(f"n_subsets must be positive, got {n_subsets}")
@@ -45,8 +46,10 @@ def sample_subsets(n_sources: int, n_subsets: int, subset_size: int | float = 0.
     return [tuple(sorted(int(i) for i in rng.choice(n_sources, k, replace=False))) for _ in range(n_subsets)]
 
 
-def ensemble_scores(sources: Sequence[Hashable], subsets: Sequence[Iterable[Hashable]], values: Sequence[float]) -> dict:
-    """``score_j = mean of v(S) over the subsets S that contain source j`` (the reference's ``estimate_from_averaging``).
+def ensemble_scores(sources: Sequence[Hashable], subsets: Sequence[Iterable[Hashable]],
+                    values: Sequence[float]) -> dict:
+    """``score_j = mean of v(S) over the subsets S that contain source j``
+    (the reference's ``estimate_from_averaging``).
 
     Subsets whose value is NaN are skipped, as the reference does; a source
     in no (valid) subset scores NaN.

@@ -94,7 +94,8 @@ def list_sources(root: str | Path) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p.name.split("=", 1)[1] for p in root.glob("source=*") if p.is_dir() and any(p.glob("shard-*.parquet")))
+    return sorted(p.name.split("=", 1)[1] for p in root.glob("source=*")
+                  if p.is_dir() and any(p.glob("shard-*.parquet")))
 
 
 def read_source(root: str | Path, source: str) -> SourceGradients:

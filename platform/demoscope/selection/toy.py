@@ -57,7 +57,9 @@ GPT2_TARGETS = ["c_attn", "c_proj", "c_fc"]
 
 
 def addition_steps(a: Sequence[int], b: Sequence[int]) -> tuple[list[list[int]], list[int]]:
-    """The notebook's ``addition``: per column, ``[carry] + low digits so far`` (most significant first), and the sum's digits."""
+    """The notebook's ``addition``: per column, ``[carry] + low digits so far`` (most significant first),
+    and the sum's digits.
+    """
     digits = [x + y for x, y in zip(a[::-1], b[::-1])]
     steps = []
     for i in range(len(digits)):
@@ -185,7 +187,8 @@ def make_sources(settings: ToySettings, rng: np.random.Generator) -> tuple[dict[
     for j in range(settings.clean_sources + settings.noisy_sources):
         is_noisy = j >= settings.clean_sources
         name = f"{'noisy' if is_noisy else 'clean'}-{j:02d}"
-        sources[name] = [encode(*make_example(rng, settings.n_digits, is_noisy)) for _ in range(settings.samples_per_source)]
+        sources[name] = [encode(*make_example(rng, settings.n_digits, is_noisy))
+                         for _ in range(settings.samples_per_source)]
         if is_noisy:
             noisy.append(name)
     return sources, noisy
@@ -255,13 +258,14 @@ class SelectionWorld:
         """
         estimator = FirstOrderEstimator(
             self.model, self.projection, {k: z for k, (_, z) in stored.items()}, self.val_batches,
-            FirstOrderSettings(C=self.settings.C, scale=self.settings.error_check_scale, seed=self.settings.seed), self.names)
+            FirstOrderSettings(C=self.settings.C, scale=self.settings.error_check_scale, seed=self.settings.seed),
+            self.names)
         per_source = max(1, max_samples // len(subset))
         examples = [ex for name in subset for ex in self.sources[name][:per_source]]
         f0 = np.concatenate([stored[name][0][:per_source] for name in subset])
         z = np.concatenate([stored[name][1][:per_source] for name in subset])
-        return check_first_order(self.model, estimator.base, estimator.delta(subset), batches(examples, self.settings.batch_size),
-                                 f0, z, self.settings.clamp)
+        return check_first_order(self.model, estimator.base, estimator.delta(subset),
+                                 batches(examples, self.settings.batch_size), f0, z, self.settings.clamp)
 
 
 def add_lora(model: torch.nn.Module, settings: ToySettings = ToySettings()) -> torch.nn.Module:
@@ -291,7 +295,8 @@ def build_world(settings: ToySettings = ToySettings()) -> SelectionWorld:
         train(model, union, settings.meta_steps, lr=5e-3, batch_size=settings.batch_size, seed=settings.seed + 1)
     names = gradient_parameter_names(model)
     projection = RademacherProjection(gradient_dim(model, names), settings.project_dim, seed=settings.seed)
-    return SelectionWorld(model, sources, noisy, {"addition": batches(val, settings.batch_size)}, names, projection, settings)
+    return SelectionWorld(model, sources, noisy, {"addition": batches(val, settings.batch_size)}, names, projection,
+                          settings)
 
 
 def fine_tune_loss(world: SelectionWorld, subset: Sequence[str], steps: int, lr: float = 5e-3) -> float:
@@ -299,6 +304,7 @@ def fine_tune_loss(world: SelectionWorld, subset: Sequence[str], steps: int, lr:
     import copy
 
     model = copy.deepcopy(world.model)
-    train(model, world.examples(subset), steps, lr=lr, batch_size=world.settings.batch_size, seed=world.settings.seed + 2)
+    train(model, world.examples(subset), steps, lr=lr, batch_size=world.settings.batch_size,
+          seed=world.settings.seed + 2)
     return validation_loss(model, [b for group in world.val_batches.values() for b in group],
                            world.settings.loss_weighting)

@@ -161,7 +161,8 @@ def _count(columns: dict[str, np.ndarray], plan: FilePlan, partial: FilePartial)
         answered = np.flatnonzero(~np.isnan(answers))
         if not len(answered):
             # Asked of nobody in this wave (or all answers missing): say so here, where file and column are known.
-            partial.issues.append(Issue(path, f"question {question.qkey}: no respondent answered it; skipped", question.qkey))
+            partial.issues.append(Issue(path, f"question {question.qkey}: no respondent answered it; skipped",
+                                        question.qkey))
             continue
         given = answers[answered]
         hits = given[:, None] == np.asarray(question.slot_codes)[None, :]  # <= 10 options: a tiny matrix
@@ -227,7 +228,8 @@ def _check_weights(weights: np.ndarray, path: str, column: str) -> None:
     if np.nanmin(weights, initial=0.0) < 0:
         raise SurveyFormatError(path, "holds negative weights; expected weights >= 0", column)
     if not (weights > 0).any():  # NaN > 0 is False
-        raise SurveyFormatError(path, f"all {len(weights)} weights are missing or zero; no respondent can count", column)
+        raise SurveyFormatError(path, f"all {len(weights)} weights are missing or zero; no respondent can count",
+                                column)
 
 
 class CountAccumulator:
@@ -336,7 +338,8 @@ def finalize(
             by_question = _top([f"{questions.qkey[i]} in {questions.source[i]}" for i in q], "groups")
             issues.append(Issue(
                 "(all files)",
-                f"{len(q)} (question, group) pairs {what} and were left out; by group: {by_group}; by question: {by_question}",
+                f"{len(q)} (question, group) pairs {what} and were left out; by group: {by_group}; "
+                f"by question: {by_question}",
             ))
 
     q_idx, g_idx = np.nonzero(~empty & ~only_refused)

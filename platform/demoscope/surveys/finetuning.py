@@ -91,7 +91,8 @@ def screen_distributions(distributions: pd.DataFrame, source: str = "distributio
     check_distributions(distributions, source)
     too_many = distributions["options"].map(len) > MAX_OPTIONS
     skipped = [
-        f"question {qkey!r} has {count} options, more than the {MAX_OPTIONS} answer letters (A..J) SubPOP's trainer scores"
+        f"question {qkey!r} has {count} options, "
+        f"more than the {MAX_OPTIONS} answer letters (A..J) SubPOP's trainer scores"
         for qkey, count in distributions[too_many].groupby("qkey", sort=True)["options"].first().map(len).items()
     ]
     return distributions[~too_many], skipped
@@ -215,7 +216,8 @@ def evaluation_rows(
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"test file {path} does not exist (write it with `demoscope prepare` or `demoscope aggregate`)")
+        raise ConfigError(f"test file {path} does not exist "
+                          f"(write it with `demoscope prepare` or `demoscope aggregate`)")
     try:
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -237,8 +239,9 @@ def evaluation_rows(
         usable, notes = screen_distributions(distributions, str(path))
         rows = build_finetuning_frame(usable, steering, shuffle=False)
     else:
-        raise SurveyFormatError(str(path), f"is neither a prepared split ({', '.join(SPLIT_COLUMNS)}) nor distributions "
-                                f"({', '.join(DISTRIBUTION_COLUMNS)}); it has {', '.join(map(str, columns))}")
+        raise SurveyFormatError(str(path), f"is neither a prepared split ({', '.join(SPLIT_COLUMNS)}) "
+                                f"nor distributions ({', '.join(DISTRIBUTION_COLUMNS)}); "
+                                f"it has {', '.join(map(str, columns))}")
     rows = rows.sort_values(["qkey", "attribute", "group", "input_prompt"], kind="stable")
     return rows.reset_index(drop=True), notes
 

@@ -72,7 +72,8 @@ def load_subpopulations(source: str | Path = "22") -> list[Subpopulation]:
             try:
                 groups = list(ast.literal_eval(group))
             except (ValueError, SyntaxError):
-                raise SpecError(f"subpopulation table {path}: group list {group!r} is not a Python-literal list") from None
+                raise SpecError(f"subpopulation table {path}: group list {group!r} "
+                                f"is not a Python-literal list") from None
         out.extend(Subpopulation(attribute.strip(), str(g).strip()) for g in groups)
     if not out:
         raise SpecError(f"subpopulation table {path} defines no groups")

@@ -190,7 +190,8 @@ def plan_group(meta: SurveyMeta, spec: SurveySpec, subpop: Subpopulation) -> Gro
     lower = {c.lower(): c for c in meta.columns}
     present = [lower[c.lower()] for c in candidates if c.lower() in lower]
     if not present:
-        return Issue(path, f"no column for {subpop.attribute} (looked for {', '.join(candidates)}); group {subpop.group!r} skipped")
+        return Issue(path, f"no column for {subpop.attribute} (looked for {', '.join(candidates)}); "
+                     f"group {subpop.group!r} skipped")
     if rule.combine == "first":
         present = present[:1]
     text = [c for c in present if c in meta.text_columns]

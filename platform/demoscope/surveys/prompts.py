@@ -97,7 +97,8 @@ def generate_mcq(question: str, options: list[str], add_answer_forcing: bool = F
     """
     letters = [chr(65 + i) for i in range(len(options))]
     option_list = "\n".join(f"{letter}. {str(option).strip()}" for letter, option in zip(letters, options))
-    instruction = "Answer as a choice between " + ",".join(f"{letter}." for letter in letters) if add_answer_forcing else ""
+    instruction = ("Answer as a choice between " + ",".join(f"{letter}." for letter in letters) if add_answer_forcing
+                   else "")
     body = QUESTION_FORMAT.format(
         surveyor=SURVEYOR, question_body=question, option_list=option_list, additional_instruction=instruction
     ).strip()  # without forcing, this drops the trailing newline

@@ -70,12 +70,13 @@ def read_meta(path: str | Path) -> SurveyMeta:
                 path=path,
                 columns=list(meta.column_names),
                 value_labels={c: _sorted_labels(v) for c, v in meta.variable_value_labels.items()},
-                column_labels={c: str(l) for c, l in column_labels.items() if l},
+                column_labels={c: str(label) for c, label in column_labels.items() if label},
                 text_columns={c for c, kind in meta.readstat_variable_types.items() if kind == "string"},
             )
         if path.suffix.lower() == ".csv":
             sample = pd.read_csv(path, nrows=CSV_TYPE_SAMPLE_ROWS)
-            text = {c for c in sample.columns if not pd.api.types.is_numeric_dtype(sample[c]) and sample[c].notna().any()}
+            text = {c for c in sample.columns
+                    if not pd.api.types.is_numeric_dtype(sample[c]) and sample[c].notna().any()}
             return SurveyMeta(path=path, columns=list(sample.columns), text_columns=text)
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
@@ -85,7 +86,8 @@ def read_meta(path: str | Path) -> SurveyMeta:
             return SurveyMeta(path=path, columns=list(schema.names), text_columns=text)
     except Exception as exc:  # noqa: BLE001 - any reader failure is the file's fault
         raise SurveyFormatError(path, f"cannot be read as a {path.suffix} survey file ({_describe(exc)})") from None
-    raise SurveyFormatError(path, f"unsupported file type {path.suffix!r}; expected one of {', '.join(SURVEY_SUFFIXES)}")
+    raise SurveyFormatError(path, f"unsupported file type {path.suffix!r}; "
+                            f"expected one of {', '.join(SURVEY_SUFFIXES)}")
 
 
 def _is_text(kind) -> bool:

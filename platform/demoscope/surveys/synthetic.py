@@ -267,7 +267,8 @@ def generate_world(out_dir: str | Path, waves: int = 4, respondents: int = 2000,
     waves, then 1001, 1002, ... reusing their questions under renamed keys),
     ``surveys/GSS2022.dta`` if ``gss``, and beside the folder ``codebook.json``
     (SubPOP refined_qkey_dict format) and ``truth.parquet``. The survey files
-    sit in a folder of their own so that ``--input OUT/surveys`` takes them all. ``questions_per_wave`` caps questions per file. The same
+    sit in a folder of their own so that ``--input OUT/surveys`` takes them all. ``questions_per_wave`` caps
+    questions per file. The same
     seed gives the same data; every file is written atomically.
     """
     import pyreadstat
@@ -294,8 +295,10 @@ def generate_world(out_dir: str | Path, waves: int = 4, respondents: int = 2000,
         else:
             name, write = f"ATP W{wave}.sav", pyreadstat.write_sav
             frame, labels, column_labels = _atp_wave(rng, seed, wave, questions, panel, respondents)
-        files.append(atomic_write(out / "surveys" / name, lambda tmp: write(
-            frame, str(tmp), column_labels=column_labels, variable_value_labels=labels)))
+        files.append(atomic_write(
+            out / "surveys" / name,
+            lambda tmp, write=write, frame=frame, column_labels=column_labels, labels=labels: write(
+                frame, str(tmp), column_labels=column_labels, variable_value_labels=labels)))
         all_questions += questions
         report(f"wrote {name}: {len(frame)} respondents, {len(questions)} questions")
     codebook = {q.qkey: q.entry for q in all_questions}

@@ -98,7 +98,9 @@ def question_of_prompt(prompt: str) -> str:
 
 
 def topics_of(frame: pd.DataFrame, table: TopicTable | None = None) -> pd.Series:
-    """The topic of every row of a prepared split (``qkey``, ``input_prompt``) or a distributions table (``question``)."""
+    """The topic of every row of a prepared split (``qkey``, ``input_prompt``) or a distributions table
+    (``question``).
+    """
     table = table or load_topics()
     if "question" in frame.columns:
         texts = frame["question"].astype(str)

@@ -279,11 +279,13 @@ def _fail(frame: pd.DataFrame, bad: np.ndarray, source: str, column: str, expect
     shown = []
     for position in positions[:MAX_SHOWN]:
         label = frame.index[position]
-        where = [f"line {lines[label]}"] if lines is not None and isinstance(label, (int, np.integer)) and label < len(lines) else []
+        where = ([f"line {lines[label]}"]
+                 if lines is not None and isinstance(label, (int, np.integer)) and label < len(lines) else [])
         for key in ("qkey", "group"):
             if key in frame.columns:
                 where.append(f"{key} {_short(frame[key].iloc[position])}")
-        shown.append(f"row {label} ({', '.join(where)}): {describe(position)}" if where else f"row {label}: {describe(position)}")
+        shown.append(f"row {label} ({', '.join(where)}): {describe(position)}" if where
+                     else f"row {label}: {describe(position)}")
     more = f"; and {len(positions) - MAX_SHOWN} more" if len(positions) > MAX_SHOWN else ""
     raise SurveyFormatError(source, f"expected {expected}; {len(positions)} of {len(frame)} row(s) fail: "
                             f"{'; '.join(shown)}{more}", column=column)

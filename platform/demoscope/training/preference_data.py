@@ -125,7 +125,8 @@ def format_prompts(frame: pd.DataFrame, template: Literal["none", "alpaca", "cha
     if template == "none":
         return out
     if template in ("chat", "alpaca-chat") and (tokenizer is None or not getattr(tokenizer, "chat_template", None)):
-        raise ConfigError(f"prompt template {template!r} needs a tokenizer with a chat template; use 'alpaca' or 'none'")
+        raise ConfigError(f"prompt template {template!r} needs a tokenizer with a chat template; "
+                          f"use 'alpaca' or 'none'")
     if template == "alpaca":
         out["prompt"] = [ALPACA_TEMPLATE.format(prompt=p) for p in out["prompt"]]
         return out

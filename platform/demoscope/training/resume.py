@@ -72,7 +72,8 @@ def run_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> dict[str, 
 
 
 def adapter_differences(adapter_config: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """LoRA settings that differ between an adapter's ``adapter_config.json`` and ``wanted``: key -> (adapter's, wanted).
+    """LoRA settings that differ between an adapter's ``adapter_config.json`` and ``wanted``:
+    key -> (adapter's, wanted).
 
     ``wanted`` holds either our ``LoraSettings`` fields (``r``, ``alpha``,
     ``dropout``, ``target_modules``) or another ``adapter_config.json``.

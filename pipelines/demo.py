@@ -35,6 +35,8 @@ from demoscope.pipelines.train_opinion import OpinionTrainConfig
 from demoscope.reports import markdown_table, plot_group_distributions
 from demoscope.surveys.summary import group_summary, most_divided_questions
 
+CALIBRATION_QUESTIONS = 5  # the labelled questions each calibration fold fits on
+
 SUMMARY = "the end-to-end demo on a local Ray: synthesise, aggregate, prepare, train, evaluate"
 DESCRIPTION = """\
 Run the SubPOP loop end to end on a local Ray: write a synthetic survey world
@@ -117,8 +119,11 @@ def run(config: DemoConfig, address: str | None = None, verbose: bool = False) -
     epochs = train.epochs
 
     console.rule("5. evaluate on held-out questions (Ray Data)")
+    # Calibration on 5 labelled questions at a time, where the held-out set has enough questions to test on.
+    questions = pd.read_parquet(splits["test"], columns=["qkey"])["qkey"].nunique()
     evaluation = EvaluateConfig(test_file=str(splits["test"]), model=config.model, adapter=str(trained.artifact),
-                                out=str(out / "evaluate"), replicas=config.num_workers)
+                                out=str(out / "evaluate"), replicas=config.num_workers,
+                                calibrate=CALIBRATION_QUESTIONS if questions > CALIBRATION_QUESTIONS else None)
     scores = evaluate_job.evaluate(evaluation, address, verbose).metrics
 
     console.rule("6. report")
@@ -196,7 +201,7 @@ Mean Wasserstein distance to the human distributions ({scores['rows']:,} held-ou
 |---|---:|---|
 {chr(10).join(f"| {name} | {row['mean']:.4f} | [{row['low']:.4f}, {row['high']:.4f}] |" for name, row in wd.items())}
 
-{_steerability_lines(scores)}
+{_floor_and_calibration_lines(scores)}{_steerability_lines(scores)}
 Fine-tuning lowers the mean WD by {gaps.get("uniform", float("nan")):.1%} relative to the uniform baseline and by
 {gaps.get("base", float("nan")):.1%} relative to the untuned model. Details: `evaluate/report.md`.
 
@@ -217,6 +222,22 @@ truth is **{overall:.3f}** (it shrinks with group size, as sampling error should
 Files: `aggregate/distributions.parquet` (and `.csv` in SubPOP's format),
 `aggregate/summary.json` (what was skipped and why), `world/` (the survey files).
 """
+
+
+def _floor_and_calibration_lines(scores: dict) -> str:
+    """What the `noise_floor` and `tuned_calibrated` rows of the table mean, with the numbers."""
+    lines = []
+    floor = scores.get("noise_floor", {})
+    if floor.get("available"):
+        lines.append(f"- `noise_floor`: a model that knew every population exactly would still score a mean WD of "
+                     f"{floor['wd']:.4f} against these survey estimates (their sampling error at a median "
+                     f"{floor['median_n_eff']:.0f} effective respondents); the fine-tuned model is "
+                     f"{floor['excess_wd'].get('tuned', float('nan')):+.4f} above it.")
+    for gain in scores.get("calibration", {}).get("gain", []):
+        lines.append(f"- `tuned_calibrated`: the fine-tuned answers with one temperature per group, fitted on "
+                     f"{scores['calibration']['k']} labelled questions at a time and scored on the others; "
+                     f"uncalibrated minus calibrated WD {gain['mean']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}].")
+    return "\n".join(lines) + "\n\n" if lines else ""
 
 
 def _steerability_lines(scores: dict) -> str:

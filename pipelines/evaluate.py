@@ -13,7 +13,6 @@ reads back only the distance columns.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,9 @@ from pydantic import Field
 from demoscope.config import save_config
 from demoscope.config.base import JobConfig, LetterLogprobs
 from demoscope.errors import ConfigError
-from demoscope.io import atomic_write_text
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
+from demoscope.pipelines.evaluate_report import calibrated_systems, report, steerability_systems, systems_for
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, check_resources, init_ray
 
 SUMMARY = "score a model on a test set with Ray Data; Wasserstein report with baselines"
@@ -89,6 +88,9 @@ class EvaluateConfig(JobConfig):
     backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, "
                                                              "else Transformers")
     batch_size: int = Field(16, ge=1, description="prompts per forward pass")
+    letter_rule: Literal["sum", "max"] = Field(
+        "sum", description="an option letter's probability from its two tokens ('A', ' A'): sum (SubPOP) or max "
+                           "(OpinionQA's scorer)")
     letter_logprobs: LetterLogprobs = "auto"
     top_k: int = Field(128, ge=1, description="vLLM top-k mode: log-probs read per prompt (SubPOP: 128)")
     replicas: int = Field(1, ge=1, description="scoring actors (one GPU each with use_gpu)")
@@ -108,6 +110,15 @@ class EvaluateConfig(JobConfig):
     guide_adapter: str | None = Field(None, description="the small model's tuned LoRA adapter "
                                       "(untuned = adapter disabled)")
     guide_beta: float = Field(1.0, ge=0, description="steering strength: p ∝ p_large * (p_tuned / p_untuned)^beta")
+    noise_floor_draws: int = Field(200, ge=10, description="multinomial draws per row for the human noise floor "
+                                   "(rows with n_eff: aggregate's distributions, prepare's splits)")
+    min_n_eff: float = Field(30.0, ge=0, description="rows whose effective respondents are fewer are counted and "
+                             "flagged in the report")
+    calibrate: int | None = Field(None, ge=1, description="fit a temperature on K labelled questions at a time and "
+                                  "score the calibrated answers on the other questions (question-level "
+                                  "cross-validation); adds a <system>_calibrated row")
+    calibrate_by: Literal["group", "global"] = Field("group", description="one temperature per subpopulation, or "
+                                                     "one for all")
 
 
 class OptionScoringActor:
@@ -122,7 +133,8 @@ class OptionScoringActor:
 
     def __init__(self, model: str, adapter: str | None, backend: str, batch_size: int, compare_base: bool,
                  guide_model: str | None = None, guide_adapter: str | None = None, guide_beta: float = 1.0,
-                 steerability: bool = False, letter_logprobs: str = "auto", top_k: int = 128):
+                 steerability: bool = False, letter_logprobs: str = "auto", top_k: int = 128,
+                 letter_rule: str = "sum"):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
         from demoscope.models.weak_to_strong import weak_to_strong_scorers
@@ -131,9 +143,10 @@ class OptionScoringActor:
         path = resolve_model(model)
         if guide_model is not None:
             self.scorers = weak_to_strong_scorers(path, resolve_model(guide_model), guide_adapter, backend, batch_size,
-                                                  letter_logprobs, top_k)
+                                                  letter_logprobs, top_k, letter_rule)
         else:
-            self.scorers = option_scorers(path, adapter, backend, batch_size, compare_base, letter_logprobs, top_k)
+            self.scorers = option_scorers(path, adapter, backend, batch_size, compare_base, letter_logprobs, top_k,
+                                          letter_rule)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         from demoscope.metrics.opinion import row_distances, uniform_distances
@@ -143,7 +156,8 @@ class OptionScoringActor:
         for column in ("output_dist", "ordinal"):  # Arrow hands list cells over as numpy arrays
             batch[column] = [list(v) for v in batch[column]]
         n_options = [len(o) for o in batch["ordinal"]]
-        out = batch[[c for c in ("_row", "qkey", "attribute", "group", "output_dist", "ordinal") if c in batch]].copy()
+        keep = ("_row", "qkey", "attribute", "group", "output_dist", "ordinal", "n", "n_eff")
+        out = batch[[c for c in keep if c in batch]].copy()
         for name, scorer in self.scorers.items():
             if getattr(scorer, "mode", None) == "top-k":  # vLLM's top-k letters: keep how much each row missed
                 dists, _, out[f"missed_{name}"] = scorer.score_with_coverage(list(batch["input_prompt"]), n_options)
@@ -177,22 +191,23 @@ class OptionScoringActor:
         out[f"wd_{name}_unsteered"] = distances
 
 
-def systems_for(config: EvaluateConfig) -> list[str]:
-    """Report order: the system under test first, then its baselines (``--baselines-only``: the model-free ones)."""
-    if config.baselines_only:
-        return ["other_groups", "uniform"]
-    if config.guide_model is not None:
-        return ["steered", "large", "small_tuned", "small_untuned", "uniform"]
-    if config.adapter is None:
-        return ["model", "uniform"]
-    return ["tuned", "base", "uniform"] if config.compare_base else ["tuned", "uniform"]
+def score_rows(predictions: pd.DataFrame, config: EvaluateConfig) -> pd.DataFrame:
+    """The per-row scores beyond WD: TV/JS/KL per system, the noise floor, and ``--calibrate``'s calibrated WD."""
+    from demoscope.metrics.calibration import cross_validated_calibration
+    from demoscope.metrics.row_scores import add_distances, add_noise_floor, humans
 
-
-def steerability_systems(config: EvaluateConfig) -> list[str]:
-    """The systems whose unsteered answers are scored too (``--steerability``): the models, not the baselines."""
-    if not getattr(config, "steerability", False) or config.baselines_only or config.guide_model is not None:
-        return []
-    return [s for s in systems_for(config) if s in ("model", "tuned", "base")]
+    predictions = add_noise_floor(add_distances(predictions, systems_for(config)), config.noise_floor_draws,
+                                  config.seed)
+    for system in calibrated_systems(config):
+        frame = predictions.assign(human=humans(predictions), model=list(predictions[f"dist_{system}"]))
+        by = ("attribute", "group") if config.calibrate_by == "group" else ()
+        try:
+            calibrated = cross_validated_calibration(frame, "model", config.calibrate, "wd", by, config.seed)
+        except ValueError as exc:  # fewer questions than k + 1
+            raise ConfigError(f"--calibrate {config.calibrate}: {exc}") from None
+        predictions[f"wd_{system}_calibrated"] = calibrated["after"].to_numpy()
+        predictions[f"temperature_{system}"] = calibrated["temperature"].to_numpy()
+    return predictions
 
 
 @dataclass(frozen=True)
@@ -244,6 +259,11 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
     rows, notes = evaluation_rows(config.test_file, config.steering, config.exclude_questions or [])
     if rows.empty:
         raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
+    if config.calibrate and config.baselines_only:
+        raise ConfigError("--calibrate rescales a model's answers; --baselines-only scores none")
+    if config.calibrate and config.calibrate >= rows["qkey"].nunique():
+        raise ConfigError(f"--calibrate {config.calibrate} needs more questions than that to test on: "
+                          f"{config.test_file} has {rows['qkey'].nunique()}")
     console = Console(soft_wrap=True)
     for note in notes:
         console.print(f"skipped: {note}")
@@ -273,6 +293,7 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
                     "guide_model": config.guide_model, "guide_beta": config.guide_beta,
                     "steerability": steerability_systems(config) != [],
                     "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
+                    "letter_rule": config.letter_rule,
                     "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
                 batch_size=chunk,
                 batch_format="pandas",
@@ -289,156 +310,13 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
                     parts.append(part)
                     progress.advance(len(part))
             predictions = pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row")
+        predictions = score_rows(predictions, config)
         # Ray hands back Arrow-typed pandas columns whose pandas metadata pandas cannot read back: write plain Arrow.
         table = pa.Table.from_pandas(predictions, preserve_index=False).replace_schema_metadata(None)
         pq.write_table(table, staging / "part-00000.parquet")
     # after the predictions: a failed run leaves the last good config beside them
     save_config(config, out / "config.yaml")
     return EvaluationResult(out, out / "predictions", report(config, out / "predictions", out))
-
-
-def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
-    """Summaries, plots and a Markdown report from the written predictions.
-
-    Every number carries a percentile-bootstrap interval that resamples
-    questions (or rows, with ``bootstrap: row``); differences between the
-    first system and each other one are paired (same resamples for both).
-    Rows whose ``wd_<system>`` is NaN (non-ordinal questions) are skipped.
-    """
-    import pyarrow.parquet as pq
-    from rich.console import Console
-
-    from demoscope.metrics.baselines import BASELINE_NOTES
-    from demoscope.metrics.opinion import BOOTSTRAP_NOTES, summarize
-    from demoscope.metrics.steerability import steerability
-    from demoscope.reports import markdown_table, plot_group_wasserstein, plot_wd_histogram
-    from demoscope.reports.tables import interval_cell
-
-    systems = systems_for(config)
-    # Predictions written without --steerability (or by an older version) have no unsteered columns.
-    written = set(pq.ParquetDataset(predictions_dir).schema.names)
-    steered = [s for s in steerability_systems(config) if f"wd_{s}_unsteered" in written]
-    covered = [s for s in systems if f"missed_{s}" in written]  # vLLM top-k mode only
-    columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems], *[f"wd_{s}_unsteered" for s in steered],
-               *[f"missed_{s}" for s in covered]]
-    predictions = pd.read_parquet(predictions_dir, columns=columns)
-    if predictions.empty:
-        raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
-    kind = getattr(config, "bootstrap", "question")  # EvaluateConfig.bootstrap, where present
-    summary = summarize(predictions, systems, n_boot=config.n_boot, seed=config.seed, bootstrap=kind)
-    plot_group_wasserstein(summary["per_group"], systems, out / "wd_by_group.png")
-    plot_wd_histogram(predictions, systems, out / "wd_histogram.png")
-    overall, differences, per_group = summary["overall"], summary["differences"], summary["per_group"]
-    method = summary["bootstrap"]["description"]
-    metrics = {
-        "rows": len(predictions), "questions": int(predictions["qkey"].nunique()),
-        "non_ordinal_rows": int(predictions[f"wd_{systems[0]}"].isna().sum()),
-        "bootstrap": summary["bootstrap"],
-        "overall": overall.to_dict(orient="records"),
-        "differences": differences.to_dict(orient="records"),
-        "gap_reduction": summary["gap_reduction"],
-        "per_group": per_group.to_dict(orient="records"),
-        "steerability": {s: steerability(predictions, s).to_dict(orient="records") for s in steered},
-        "letter_coverage": {s: {"incomplete_share": float((predictions[f"missed_{s}"] > 0).mean()),
-                                "mean_missed_mass_bound": float(predictions[f"missed_{s}"].mean()),
-                                "max_missed_mass_bound": float(predictions[f"missed_{s}"].max())} for s in covered},
-    }
-    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
-    shown_overall = pd.DataFrame({
-        "system": overall["system"], "mean WD": overall["mean"],
-        "95% interval": [f"[{r.low:.4f}, {r.high:.4f}]" for r in overall.itertuples()],
-        "rows": overall["n"].astype(int), "questions": overall["questions"].astype(int)})
-    shown_differences = pd.DataFrame({
-        "difference": differences["difference"], "mean": differences["mean"],
-        "95% interval": [f"[{r.low:.4f}, {r.high:.4f}]" for r in differences.itertuples()],
-        "excludes 0": ["yes" if x else "no" for x in differences["excludes_zero"]],
-        "relative gap reduction": [f"{r.gap_reduction:.1%} [{r.gap_low:.1%}, {r.gap_high:.1%}]"
-                                   for r in differences.itertuples()],
-        "rows": differences["n"].astype(int), "questions": differences["questions"].astype(int)})
-    cells = per_group.assign(cell=[interval_cell(r.mean, r.low, r.high) for r in per_group.itertuples()])
-    wide = cells.pivot(index=["attribute", "group"], columns="system", values="cell")[systems]
-    counts = cells[cells.system == systems[0]].set_index(["attribute", "group"])["n"].rename("n")
-    wide = pd.concat([counts, wide], axis=1).reset_index()
-    scored_by = ("No model: baselines only." if getattr(config, "baselines_only", False) else
-                 f"Model `{config.model}`{f', adapter `{config.adapter}`' if config.adapter else ''}."
-                 f"{_guide_note(config)}")
-    baselines = "\n".join(f"- {BASELINE_NOTES[s]}" for s in systems if s in BASELINE_NOTES)
-    text = f"""# Opinion evaluation
-
-Test set `{config.test_file}`: {metrics['rows']:,} rows, {metrics['questions']} questions
-({metrics['non_ordinal_rows']} rows of non-ordinal questions have no WD and are skipped).
-{scored_by}
-
-Baselines:
-{baselines}
-
-Intervals: {method}. {BOOTSTRAP_NOTES[kind]}
-
-## Mean Wasserstein distance (lower is better)
-
-{markdown_table(shown_overall, floatfmt=".4f")}
-
-## Differences in mean WD (paired: both systems on the same resamples)
-
-Negative means `{systems[0]}` is closer to the humans. The relative gap reduction is
-(other - {systems[0]}) / other of the mean WDs.
-
-{markdown_table(shown_differences, floatfmt=".4f")}
-
-## Per subpopulation (mean WD [95% interval]; n rows per group)
-
-{markdown_table(wide)}
-
-![WD by group](wd_by_group.png)
-
-![WD histogram](wd_histogram.png)
-{_steerability_section(metrics["steerability"])}{_coverage_section(metrics["letter_coverage"], config)}"""
-    atomic_write_text(out / "report.md", text)
-    console = Console(soft_wrap=True)
-    console.print(method)
-    for row in overall.itertuples():
-        console.print(f"{row.system:>13}: mean WD {row.mean:.4f}  [{row.low:.4f}, {row.high:.4f}]")
-    for row in differences.itertuples():
-        console.print(f"{row.difference:>28}: {row.mean:+.4f}  [{row.low:+.4f}, {row.high:+.4f}]  "
-                      f"gap reduction {row.gap_reduction:.1%}")
-    console.print(f"report: {out / 'report.md'}")
-    return metrics
-
-
-def _coverage_section(coverage: dict[str, dict], config: EvaluateConfig) -> str:
-    """How often vLLM's top-k log-probs left out a scored letter (empty in exact mode and with Transformers)."""
-    if not coverage:
-        return ""
-    lines = [f"- `{s}`: {c['incomplete_share']:.1%} of rows had a letter outside the top {config.top_k} (counted 0); "
-             f"missed mass at most {c['mean_missed_mass_bound']:.2e} per row on average, "
-             f"{c['max_missed_mass_bound']:.2e} "
-             "at worst" for s, c in coverage.items()]
-    return ("\n## Letter coverage (vLLM top-k log-probs)\n\nA letter outside the top k counts 0, as in SubPOP; "
-            "`letter_logprobs: exact` reads every letter.\n\n" + "\n".join(lines) + "\n")
-
-
-def _steerability_section(tables: dict[str, list[dict]]) -> str:
-    """Per system, the steered-versus-unsteered table (empty without ``--steerability``)."""
-    from demoscope.reports import markdown_table
-
-    if not tables:
-        return ""
-    parts = ["\n## Steerability: is the steered answer closer to the group than the unsteered one?\n",
-             "Per row, the WD to the group's humans of the steered answer and of the same question asked "
-             "without the steering prefix. `closer` is the share of rows where steering helped; `gain` the mean "
-             "WD reduction (positive: steering moved the answer towards the group).\n"]
-    for system, records in tables.items():
-        table = pd.DataFrame(records).rename(columns={"closer_share": "closer", "mean_gain": "gain"})
-        parts.append(f"### `{system}`\n\n{markdown_table(table, floatfmt='.4f')}\n")
-    return "\n".join(parts)
-
-
-def _guide_note(config: EvaluateConfig) -> str:
-    if config.guide_model is None:
-        return ""
-    return (f"\nWeak-to-strong: `steered` = `large` reweighted by `{config.guide_model}` with adapter "
-            f"`{config.guide_adapter}` against itself without it, beta {config.guide_beta:g} "
-            "(p ∝ p_large · (p_tuned / p_untuned)^beta).")
 
 
 JOB = Job(name="evaluate", description=DESCRIPTION, config=EvaluateConfig, run=run,

@@ -26,7 +26,7 @@ from demoscope.errors import ConfigError
 from demoscope.io import atomic_write
 from demoscope.pipelines.command import Job, main_for
 from demoscope.surveys import read_distributions
-from demoscope.surveys.finetuning import SPLITS, check_ratios, prepare_splits, screen_distributions
+from demoscope.surveys.finetuning import COUNT_COLUMNS, SPLITS, check_ratios, prepare_splits, screen_distributions
 from demoscope.surveys.output import list_literal
 from demoscope.surveys.prompts import SteeringType, load_steering_prompts, steering_group, steering_prefix
 
@@ -97,8 +97,9 @@ def write_split(frame: pd.DataFrame, stem: Path) -> None:
 
     # An explicit schema so that an empty split still has list<double> columns, not nulls
     text, floats = pa.large_string(), pa.list_(pa.float64())
-    schema = pa.schema([("qkey", text), ("input_prompt", text), ("output_dist", floats),
-                        ("attribute", text), ("group", text), ("ordinal", floats)])
+    fields = [("qkey", text), ("input_prompt", text), ("output_dist", floats), ("attribute", text), ("group", text),
+              ("ordinal", floats)]
+    schema = pa.schema(fields + [(c, pa.float64()) for c in COUNT_COLUMNS if c in frame])  # n, n_eff where known
     atomic_write(stem.with_suffix(".parquet"), lambda tmp: frame.to_parquet(tmp, index=False, schema=schema))
     csv = frame.assign(output_dist=frame["output_dist"].map(list_literal), ordinal=frame["ordinal"].map(list_literal))
     atomic_write(stem.with_suffix(".csv"), lambda tmp: csv.to_csv(tmp, index=False))

@@ -16,7 +16,7 @@ from demoscope.models import (
     letter_token_ids,
     option_distributions,
 )
-from demoscope.models.scoring import common_prefix_length, plan_batches, scorers_by_adapter
+from demoscope.models.scoring import combine_letter_forms, common_prefix_length, plan_batches, scorers_by_adapter
 
 
 def naive(model, tok, prompts, n_options):
@@ -83,6 +83,32 @@ def test_rule_sums_both_letter_forms_and_renormalises_over_the_first_n_options(l
     np.testing.assert_allclose(d4, np.array(p) / sum(p), atol=1e-6)
     np.testing.assert_allclose(d2, d4[:2] / d4[:2].sum(), atol=1e-6)  # letters C, D are not in the sum
     assert d2.sum() == pytest.approx(1.0) and d4.sum() == pytest.approx(1.0)
+
+
+def test_max_rule_takes_the_larger_letter_form_as_opinionqa_does(llama, monkeypatch):
+    model, tok = llama
+    prompt = "Question: Which is best?\nA. Cats\nB. Dogs\nC. Fish\n\nAnswer:"
+    no_space, space = letter_token_ids(tok)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.tensor(encode_prompts(tok, [prompt]))).logits[0, -1].double(), -1)
+    (dist,), (mass,) = TransformersOptionScorer(model, tok, letter_rule="max").score_with_mass([prompt], [3])
+    p = [max(float(probs[no_space[k]]), float(probs[space[k]])) for k in range(3)]
+    assert mass == pytest.approx(sum(p), rel=1e-5)
+    np.testing.assert_allclose(dist, np.array(p) / sum(p), atol=1e-6)
+    # vLLM reads the same letters the same way (its fake runs this torch model).
+    from demoscope.models.vllm_fake import FakeLLM, FakeSamplingParams
+    from demoscope.models.vllm_scoring import VLLMOptionScorer
+
+    engine = VLLMOptionScorer(FakeLLM(model, tok), letter_logprobs="exact", letter_rule="max",
+                              sampling_params_cls=FakeSamplingParams)
+    np.testing.assert_allclose(engine.score([prompt], [3])[0], dist, atol=1e-5)
+    with pytest.raises(ValueError, match="letter rule must be one of"):
+        TransformersOptionScorer(model, tok, letter_rule="mean")
+
+
+def test_letter_forms_combine_by_rule():
+    assert combine_letter_forms([0.2, 0.5], [0.3, 0.5], [False, True], "sum").tolist() == [0.5, 0.5]  # one token once
+    assert combine_letter_forms([0.2, 0.5], [0.3, 0.5], [False, True], "max").tolist() == [0.3, 0.5]
 
 
 def test_zero_mass_becomes_uniform_and_is_reported():
@@ -166,9 +192,11 @@ def test_option_scorers_serve_the_adapter_as_a_lora_request_on_one_vllm_engine(l
     model, tok = llama
     engines = []
 
-    def create(path, adapters=None, letter_logprobs="auto", top_k=128):  # vLLM's engine start, faked over torch
+    # vLLM's engine start, faked over torch
+    def create(path, adapters=None, letter_logprobs="auto", top_k=128, letter_rule="sum"):
         engines.append((adapters, letter_logprobs, top_k))
         return VLLMOptionScorer(FakeLLM(model, tok, enable_lora=True), letter_logprobs=letter_logprobs, top_k=top_k,
+                                letter_rule=letter_rule,
                                 sampling_params_cls=FakeSamplingParams, lora_request_cls=FakeLoRARequest)
 
     monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))
@@ -221,9 +249,11 @@ def test_scorers_by_adapter_put_every_adapter_on_one_vllm_engine(llama, adapter_
     model, tok = llama
     engines = []
 
-    def create(path, adapters=None, letter_logprobs="auto", top_k=128):  # vLLM's engine start, faked over torch
+    # vLLM's engine start, faked over torch
+    def create(path, adapters=None, letter_logprobs="auto", top_k=128, letter_rule="sum"):
         engines.append((path, adapters, letter_logprobs, top_k))
         return VLLMOptionScorer(FakeLLM(model, tok, enable_lora=True), letter_logprobs=letter_logprobs, top_k=top_k,
+                                letter_rule=letter_rule,
                                 sampling_params_cls=FakeSamplingParams, lora_request_cls=FakeLoRARequest)
 
     monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))

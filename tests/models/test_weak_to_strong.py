@@ -65,9 +65,11 @@ def test_on_vllm_only_the_large_model_starts_an_engine(llama, adapter_dir, monke
 
     engines = []
 
-    def create(path, adapters=None, letter_logprobs="auto", top_k=128):  # vLLM's engine start, faked over torch
+    # vLLM's engine start, faked over torch
+    def create(path, adapters=None, letter_logprobs="auto", top_k=128, letter_rule="sum"):
         engines.append((path, adapters, letter_logprobs, top_k))
         return VLLMOptionScorer(FakeLLM(*llama), letter_logprobs=letter_logprobs, top_k=top_k,
+                                letter_rule=letter_rule,
                                 sampling_params_cls=FakeSamplingParams)
 
     monkeypatch.setattr(VLLMOptionScorer, "create", staticmethod(create))

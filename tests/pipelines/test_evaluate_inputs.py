@@ -68,7 +68,7 @@ def test_baselines_only_other_groups_is_the_mean_of_the_other_groups(prepared, t
         assert row.wd_uniform == pytest.approx(ordinal_wasserstein(human, uniform_baseline(row.ordinal), row.ordinal),
                                                nan_ok=True)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert [r["system"] for r in metrics["overall"]] == ["other_groups", "uniform"]
+    assert [r["system"] for r in metrics["overall"]] == ["other_groups", "uniform", "noise_floor"]
     assert metrics["overall"][0]["mean"] == pytest.approx(result.wd_other_groups.mean())
     assert "scoring" not in capsys.readouterr().out  # nothing was scored by a model
     report = (tmp_path / "report.md").read_text()
@@ -129,8 +129,10 @@ def test_csv_split_with_multiline_prompts_scores_like_the_parquet_split(local_ra
         config = EvaluateConfig(test_file=str(tmp_path / name), out=str(tmp_path / name.replace(".", "-")), n_boot=50)
         assert evaluate_job.run(config) == 0
     from_csv, from_parquet = predictions(tmp_path / "split-csv"), predictions(tmp_path / "reversed-parquet")
-    assert list(from_csv.columns) == ["qkey", "attribute", "group", "output_dist", "ordinal", "dist_model", "wd_model",
-                                      "dist_model_unsteered", "wd_model_unsteered", "wd_uniform"]
+    assert list(from_csv.columns) == [
+        "qkey", "attribute", "group", "output_dist", "ordinal", "n", "n_eff", "dist_model", "wd_model",
+        "dist_model_unsteered", "wd_model_unsteered", "wd_uniform", "tv_model", "js_model", "kl_model", "tv_uniform",
+        "js_uniform", "kl_uniform", "wd_noise_floor", "tv_noise_floor"]
     assert len(from_csv) == len(test)
     pd.testing.assert_frame_equal(from_csv, from_parquet)  # same numbers, same (sorted) order
     assert list(from_csv[KEY].itertuples(index=False)) == sorted(from_csv[KEY].itertuples(index=False))

@@ -23,7 +23,8 @@ def adapter(random_adapter):
 
 
 def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapter, tmp_path):
-    config = EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter), out=str(tmp_path), n_boot=200)
+    config = EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter), out=str(tmp_path), n_boot=200,
+                            calibrate=1)
     assert evaluate_job.run(config) == 0
     predictions = pd.read_parquet(tmp_path / "predictions")
     test = pd.read_parquet(prepared["test"])
@@ -46,7 +47,7 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
     overall = {row["system"]: row for row in metrics["overall"]}
     assert overall["tuned"]["mean"] == pytest.approx(predictions.wd_tuned.mean())
     assert overall["tuned"]["low"] <= overall["tuned"]["mean"] <= overall["tuned"]["high"]
-    assert set(metrics["gap_reduction"]) == {"base", "uniform"}
+    assert set(metrics["gap_reduction"]) == {"tuned_calibrated", "base", "uniform"}  # the floor is no gap
     for name in ("report.md", "wd_by_group.png", "wd_histogram.png", "config.yaml"):
         assert (tmp_path / name).exists()
     # Steerability: the same questions without their prefix, scored by the same model.
@@ -61,6 +62,18 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
     assert pooled["closer_share"] == pytest.approx((predictions.wd_tuned < predictions.wd_tuned_unsteered).mean())
     assert set(metrics["steerability"]) == {"tuned", "base"}
     assert "## Steerability" in (tmp_path / "report.md").read_text()
+    # The model's TV, and --calibrate's cross-validated row with its paired gain and interval.
+    for row in merged.itertuples():
+        human = human_distribution(list(row.output_dist), list(row.ordinal))
+        assert row.tv_tuned == pytest.approx(0.5 * np.abs(human - np.asarray(row.dist_tuned)).sum(), abs=1e-12)
+    assert predictions["wd_tuned_calibrated"].notna().sum() == predictions["wd_tuned"].notna().sum()
+    assert (predictions["temperature_tuned"] > 0).all()
+    systems = [row["system"] for row in metrics["overall"]]
+    assert systems[:2] == ["tuned", "tuned_calibrated"] and systems[-1] == "noise_floor"
+    gain = metrics["calibration"]["gain"][0]
+    assert gain["difference"] == "tuned - tuned_calibrated" and gain["low"] <= gain["mean"] <= gain["high"]
+    assert gain["mean"] == pytest.approx((predictions.wd_tuned - predictions.wd_tuned_calibrated).mean())
+    assert "## Calibration (temperature scaling" in (tmp_path / "report.md").read_text()
 
 
 def test_excluded_questions_are_left_out(local_ray, prepared, tmp_path):
@@ -93,8 +106,8 @@ def test_weak_to_strong_mode_steers_the_large_model_with_the_small_pair(local_ra
     assert not np.allclose(np.concatenate(predictions.dist_steered.tolist()),
                            np.concatenate(predictions.dist_large.tolist()))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert {row["system"] for row in metrics["overall"]} == {"steered", "large", "small_tuned", "small_untuned",
-                                                             "uniform"}
+    assert [row["system"] for row in metrics["overall"]] == ["steered", "large", "small_tuned", "small_untuned",
+                                                             "uniform", "noise_floor"]
     assert {"large", "small_tuned"} <= set(metrics["gap_reduction"])
     assert "Weak-to-strong" in (tmp_path / "report.md").read_text()
 

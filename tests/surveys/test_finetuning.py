@@ -88,7 +88,9 @@ def test_all_groups_of_a_question_land_in_one_split():
 def test_output_dist_is_responses_plus_refusal_not_renormalised():
     dist = make_distributions(3)
     frame = build_finetuning_frame(dist, "PORTRAY", shuffle=False)
-    assert list(frame.columns) == OUTPUT_COLUMNS
+    assert list(frame.columns) == [*OUTPUT_COLUMNS, "n", "n_eff"]  # respondents ride along for the noise floor
+    assert (frame["n_eff"] == 80.0).all() and (frame["n"] == 100.0).all()
+    assert list(build_finetuning_frame(dist.drop(columns=["n", "n_eff"]), "QA").columns) == OUTPUT_COLUMNS
     row = frame[(frame.qkey == "Q02_W26") & (frame.group == "Democrat")].iloc[0]
     source = dist[(dist.qkey == "Q02_W26") & (dist.group == "Democrat")].iloc[0]
     assert row.output_dist == source.responses + [0.03]
@@ -139,14 +141,15 @@ def test_prepare_job_writes_twelve_splits_readable_by_literal_eval(tmp_path, cap
         for split in ("train", "val", "test"):
             assert (out / f"opnqa_{kind}_{split}.csv").is_file() and (out / f"opnqa_{kind}_{split}.parquet").is_file()
     train = pd.read_csv(out / "opnqa_QA_train.csv")
-    assert list(train.columns) == OUTPUT_COLUMNS
+    assert list(train.columns) == [*OUTPUT_COLUMNS, "n", "n_eff"]
     assert len(train) == 9 * len(GROUPS) and train.qkey.nunique() == 9
     dists = train.output_dist.map(ast.literal_eval)
     assert all(len(d) == len(o) + 1 for d, o in zip(dists, train.ordinal.map(ast.literal_eval)))
     assert len(pd.read_csv(out / "opnqa_ALL_train.csv")) == 3 * len(train)
     empty = pd.read_csv(out / "opnqa_QA_test.csv")  # 0.9/0.1/0.0 of 10 questions: the test file holds only the header
-    assert empty.empty and list(empty.columns) == OUTPUT_COLUMNS
-    assert list(pd.read_parquet(out / "opnqa_QA_test.parquet").columns) == OUTPUT_COLUMNS
+    assert empty.empty and list(empty.columns) == [*OUTPUT_COLUMNS, "n", "n_eff"]
+    assert list(pd.read_parquet(out / "opnqa_QA_test.parquet").columns) == [*OUTPUT_COLUMNS, "n", "n_eff"]
+    assert (pd.read_parquet(out / "opnqa_QA_train.parquet")["n_eff"] == 80.0).all()
     assert yaml.safe_load((out / "config.yaml").read_text())["train_ratio"] == 0.9
     printed = capsys.readouterr().out
     assert "train      9 questions; rows: BIO 45, QA 45, PORTRAY 45, ALL 135" in printed

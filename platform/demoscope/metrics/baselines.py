@@ -57,11 +57,12 @@ def other_groups_distributions(frame: pd.DataFrame) -> list[np.ndarray | None]:
 def baseline_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     """Predictions of both baselines for a prepared split, in the evaluate job's columns.
 
-    Returns ``qkey, attribute, group, output_dist, ordinal`` and, for
+    Returns ``qkey, attribute, group, output_dist, ordinal`` (``n, n_eff``
+    where the frame has them) and, for
     ``other_groups`` and ``uniform``, ``dist_<name>`` (list of shares, None
     where undefined) and ``wd_<name>`` (NaN where undefined or non-ordinal).
     """
-    out = frame[KEY + ["output_dist", "ordinal"]].copy()
+    out = frame[KEY + ["output_dist", "ordinal"] + [c for c in ("n", "n_eff") if c in frame]].copy()
     out["output_dist"] = [list(map(float, d)) for d in out["output_dist"]]
     out["ordinal"] = [list(map(float, o)) for o in out["ordinal"]]
     humans = [human_distribution(d, o) for d, o in zip(out["output_dist"], out["ordinal"])]

@@ -29,6 +29,24 @@ from demoscope.errors import ModelError
 
 N_LETTERS = 26
 
+# How the two tokens of one answer letter ("A" after "Answer:", " A" after "Answer: ") become its probability:
+# SubPOP sums them (§4.1); OpinionQA's scorer takes the larger (tatsu-lab/opinions_qa, helpers.py).
+LETTER_RULES = ("sum", "max")
+
+
+def combine_letter_forms(no_space: Sequence[float], space: Sequence[float], same: Sequence[bool],
+                         rule: str = "sum") -> np.ndarray:
+    """Per letter, its probability from its two token forms under ``rule`` (``same``: both forms are one token).
+
+    ``sum`` counts a token that is both forms once; ``max`` is unaffected.
+    """
+    no_space, space, same = (np.asarray(v) for v in (no_space, space, same))
+    if rule == "sum":
+        return no_space + np.where(same, 0.0, space)
+    if rule == "max":
+        return np.maximum(no_space, space)
+    raise ValueError(f"letter rule must be one of {LETTER_RULES}, got {rule!r}")
+
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
     """Token ids of each prompt, encoded the way the model's tokenizer does by default.
@@ -266,10 +284,13 @@ class TransformersOptionScorer:
     """
 
     def __init__(
-        self, model: Any, tokenizer: Any, batch_size: int = 16, adapter: str | None = None, reuse_prefix: bool = True
+        self, model: Any, tokenizer: Any, batch_size: int = 16, adapter: str | None = None, reuse_prefix: bool = True,
+        letter_rule: str = "sum",
     ):
         self.lm = PrefixSharingLM(model, tokenizer, batch_size, reuse_prefix)
         self.model, self.tokenizer, self.adapter = model, tokenizer, adapter
+        combine_letter_forms([0.0], [0.0], [False], letter_rule)  # an unknown rule fails here
+        self.letter_rule = letter_rule
         adapter_context(model, adapter)  # fail now on an unknown adapter, not at the first batch
         no_space, space = letter_token_ids(tokenizer)
         self._no_space, self._space = torch.tensor(no_space), torch.tensor(space)
@@ -287,20 +308,24 @@ class TransformersOptionScorer:
         return dists, masses
 
     def letter_probs(self, prompts: Sequence[str]) -> np.ndarray:
-        """``[len(prompts), 26]`` array of p_k = P(tokA_k) + P(tokSA_k) at the next-token position."""
+        """``[len(prompts), 26]`` array of p_k from P(tokA_k) and P(tokSA_k) at the next-token position.
+
+        ``letter_rule`` ``sum`` (SubPOP) adds the two forms, ``max`` takes the larger.
+        """
         ids = encode_prompts(self.tokenizer, prompts)
         out = np.zeros((len(ids), N_LETTERS))
         with adapter_context(self.model, self.adapter):
             for batch, logp in self.lm.batches(ids):
                 probs = logp.double().exp().cpu()
-                p_a, p_s = probs[:, self._no_space], probs[:, self._space]
-                # A tokenizer whose two letter forms coincide would count the same token twice.
-                out[batch] = (p_a + torch.where(self._no_space == self._space, 0.0, p_s)).numpy()
+                p_a, p_s = probs[:, self._no_space].numpy(), probs[:, self._space].numpy()
+                # A tokenizer whose two letter forms coincide would count the same token twice under sum.
+                out[batch] = combine_letter_forms(p_a, p_s, (self._no_space == self._space).numpy(), self.letter_rule)
         return out
 
 
 def scorers_by_adapter(path: str, adapters: dict[str, str] | None, backend: str, batch_size: int = 16,
-                       letter_logprobs: str = "auto", top_k: int = 128) -> dict[str | None, OptionScorer]:
+                       letter_logprobs: str = "auto", top_k: int = 128,
+                       letter_rule: str = "sum") -> dict[str | None, OptionScorer]:
     """One model on one engine with its LoRA adapters: ``{None: base model, name: that adapter on, ...}``.
 
     The one place that picks the option scorer's engine. ``backend`` is
@@ -309,23 +334,25 @@ def scorers_by_adapter(path: str, adapters: dict[str, str] | None, backend: str,
     sized for all the adapters and serves each as a LoRA request on it
     (``letter_logprobs`` and ``top_k`` choose how it reads the letters, see
     :mod:`demoscope.models.vllm_scoring`); Transformers loads one PEFT model
-    and switches adapters per call. All scorers share the base weights.
+    and switches adapters per call. All scorers share the base weights and
+    read a letter's two token forms by ``letter_rule`` (:data:`LETTER_RULES`).
     """
     adapters = dict(adapters or {})
     if backend == "vllm":
         from demoscope.models.vllm_scoring import VLLMOptionScorer
 
-        base = VLLMOptionScorer.create(path, adapters or None, letter_logprobs, top_k)
+        base = VLLMOptionScorer.create(path, adapters or None, letter_logprobs, top_k, letter_rule=letter_rule)
         return {None: base, **{name: base.with_adapter(name, folder) for name, folder in adapters.items()}}
     from demoscope.models.loading import load_causal_lm
 
     lm, tokenizer = load_causal_lm(path, adapters=adapters or None)
-    return {None: TransformersOptionScorer(lm, tokenizer, batch_size, adapter=None),
-            **{name: TransformersOptionScorer(lm, tokenizer, batch_size, adapter=name) for name in adapters}}
+    return {name: TransformersOptionScorer(lm, tokenizer, batch_size, adapter=name, letter_rule=letter_rule)
+            for name in [None, *adapters]}
 
 
 def option_scorers(path: str, adapter: str | None, backend: str, batch_size: int = 16, compare_base: bool = False,
-                   letter_logprobs: str = "auto", top_k: int = 128) -> dict[str, OptionScorer]:
+                   letter_logprobs: str = "auto", top_k: int = 128,
+                   letter_rule: str = "sum") -> dict[str, OptionScorer]:
     """Scorers for one model on one engine: ``{"model"}`` without an adapter, else ``{"tuned"}`` (+ ``"base"``).
 
     :func:`scorers_by_adapter` with at most one adapter, named for the
@@ -333,7 +360,7 @@ def option_scorers(path: str, adapter: str | None, backend: str, batch_size: int
     tuned one's weights: the adapter switched off, or no LoRA request.
     """
     scorers = scorers_by_adapter(path, {"adapter": adapter} if adapter else None, backend, batch_size,
-                                 letter_logprobs, top_k)
+                                 letter_logprobs, top_k, letter_rule)
     if adapter is None:
         return {"model": scorers[None]}
     return {"tuned": scorers["adapter"], **({"base": scorers[None]} if compare_base else {})}

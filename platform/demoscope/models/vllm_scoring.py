@@ -29,7 +29,13 @@ from typing import Any, Literal
 import numpy as np
 
 from demoscope.errors import ModelError
-from demoscope.models.scoring import N_LETTERS, _check_inputs, letter_token_ids, option_distributions
+from demoscope.models.scoring import (
+    N_LETTERS,
+    _check_inputs,
+    combine_letter_forms,
+    letter_token_ids,
+    option_distributions,
+)
 
 LetterLogprobs = Literal["auto", "exact", "top-k"]
 
@@ -63,8 +69,12 @@ class VLLMOptionScorer:
     """
 
     def __init__(self, llm: Any, lora_request: Any = None, letter_logprobs: LetterLogprobs = "auto",
-                 top_k: int = 128, sampling_params_cls: Any = None, lora_request_cls: Any = None):
+                 top_k: int = 128, sampling_params_cls: Any = None, lora_request_cls: Any = None,
+                 letter_rule: str = "sum"):
         from demoscope.models.vllm_engine import supports_logprob_token_ids
+
+        combine_letter_forms([0.0], [0.0], [False], letter_rule)  # an unknown rule fails here
+        self.letter_rule = letter_rule
 
         if sampling_params_cls is None:
             from vllm import SamplingParams as sampling_params_cls  # vLLM environments only
@@ -86,7 +96,7 @@ class VLLMOptionScorer:
 
     @classmethod
     def create(cls, model: str, adapters: dict[str, str] | None = None, letter_logprobs: LetterLogprobs = "auto",
-               top_k: int = 128, **engine_kwargs: Any) -> "VLLMOptionScorer":
+               top_k: int = 128, letter_rule: str = "sum", **engine_kwargs: Any) -> "VLLMOptionScorer":
         """Start an engine for ``model`` (:func:`~demoscope.models.vllm_engine.start_llm`) and wrap it.
 
         ``adapters`` ({name: folder}) only sizes the engine's LoRA slots;
@@ -95,7 +105,7 @@ class VLLMOptionScorer:
         from demoscope.models.vllm_engine import start_llm
 
         llm = start_llm(model, adapters, max_logprobs=max(2 * N_LETTERS, top_k), **engine_kwargs)
-        return cls(llm, letter_logprobs=letter_logprobs, top_k=top_k)
+        return cls(llm, letter_logprobs=letter_logprobs, top_k=top_k, letter_rule=letter_rule)
 
     def with_adapter(self, name: str, folder: str) -> "VLLMOptionScorer":
         """A scorer on the same engine and settings that answers through the LoRA adapter in ``folder``."""
@@ -130,7 +140,8 @@ class VLLMOptionScorer:
             returned = request.outputs[0].logprobs[0]  # {token_id: Logprob} at the first generated position
             absent = set()
             for k, (a, s) in enumerate(zip(self._no_space[:n], self._space[:n])):
-                probs[i, k] = sum(math.exp(returned[t].logprob) for t in {a, s} if t in returned)
+                forms = [math.exp(returned[t].logprob) if t in returned else 0.0 for t in (a, s)]
+                probs[i, k] = combine_letter_forms(*forms, a == s, self.letter_rule)
                 absent |= {t for t in (a, s) if t not in returned}
             if absent:
                 if self.mode == "exact":

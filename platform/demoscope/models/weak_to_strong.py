@@ -38,7 +38,8 @@ def reweight(p_large: Sequence[float], p_tuned: Sequence[float], p_untuned: Sequ
 
 
 def weak_to_strong_scorers(large: str, small: str, small_adapter: str, backend: str, batch_size: int = 16,
-                           letter_logprobs: str = "auto", top_k: int = 128) -> dict[str, OptionScorer]:
+                           letter_logprobs: str = "auto", top_k: int = 128,
+                           letter_rule: str = "sum") -> dict[str, OptionScorer]:
     """The three option scorers steering needs: ``{"large", "small_tuned", "small_untuned"}``.
 
     ``large`` and ``small`` are model paths (already resolved). The large
@@ -48,8 +49,9 @@ def weak_to_strong_scorers(large: str, small: str, small_adapter: str, backend: 
     models may use another tokenizer than the large one. Score each and
     combine their answers with :func:`steer`.
     """
-    (large_scorer,) = option_scorers(large, None, backend, batch_size, False, letter_logprobs, top_k).values()
-    pair = option_scorers(small, small_adapter, "transformers", batch_size, compare_base=True)
+    (large_scorer,) = option_scorers(large, None, backend, batch_size, False, letter_logprobs, top_k,
+                                     letter_rule).values()
+    pair = option_scorers(small, small_adapter, "transformers", batch_size, compare_base=True, letter_rule=letter_rule)
     return {"large": large_scorer, "small_tuned": pair["tuned"], "small_untuned": pair["base"]}
 
 

@@ -38,6 +38,8 @@ from demoscope.tables import read_table
 
 SPLITS = ("train", "val", "test")
 OUTPUT_COLUMNS = list(SPLIT_COLUMNS)  # what prepare writes is what the split checks read
+# Optional columns a split carries when its distributions had them: respondents and Kish effective respondents.
+COUNT_COLUMNS = ("n", "n_eff")
 MAX_OPTIONS = 10  # SubPOP's trainer scores the letters A..J only
 
 
@@ -131,7 +133,9 @@ def build_finetuning_frame(
     One row per (question, group) and steering template: ``ALL`` gives three
     (BIO, QA, PORTRAY). ``group`` holds the steering-prompt string
     (OpinionQA's ``Yes``/``No``/``Never been married``/``Other`` are mapped);
-    ``output_dist`` is ``responses + [refusal_rate]``; ``ordinal`` is a list.
+    ``output_dist`` is ``responses + [refusal_rate]``; ``ordinal`` is a list;
+    ``n`` and ``n_eff`` (respondents, Kish effective respondents) follow where
+    the distributions have them.
     Rows are sorted by (qkey, attribute, group), then shuffled with
     ``random_state=seed`` unless ``shuffle`` is false. A group without a
     steering prompt raises :class:`SpecError`; rows that
@@ -146,8 +150,11 @@ def build_finetuning_frame(
     usable, skipped = screen_distributions(distributions)
     if skipped:
         raise SurveyFormatError("distributions", f"{skipped[0]}; drop such questions first (screen_distributions does)")
+    # Respondent counts travel with the rows (after SubPOP's columns), so evaluate can compute the noise floor.
+    counts = [c for c in COUNT_COLUMNS if c in distributions]
     if usable.empty:
-        return pd.DataFrame({column: pd.Series(dtype=object) for column in OUTPUT_COLUMNS})
+        return pd.DataFrame({column: pd.Series(dtype=object if column in OUTPUT_COLUMNS else float)
+                             for column in [*OUTPUT_COLUMNS, *counts]})
     rows = usable.sort_values(["qkey", "attribute", "group"], kind="stable")
     attributes = rows["attribute"].tolist()
     # .tolist() first: iterating Arrow-backed string columns element by element is slow
@@ -174,7 +181,9 @@ def build_finetuning_frame(
         "group": [g for g in groups for _ in kinds],
         "ordinal": [list(o) for o in ordinals for _ in kinds],
     }
-    frame = pd.DataFrame(out, columns=OUTPUT_COLUMNS)
+    for column in counts:
+        out[column] = [float(n) for n in rows[column].tolist() for _ in kinds]
+    frame = pd.DataFrame(out, columns=[*OUTPUT_COLUMNS, *counts])
     return frame.sample(frac=1, random_state=seed).reset_index(drop=True) if shuffle else frame
 
 

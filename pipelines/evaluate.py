@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from demoscope.config import save_config
 from demoscope.config.base import JobConfig, LetterLogprobs
@@ -58,6 +58,13 @@ progress rows scored, rate and time left: a bar on a terminal, a line every 30 s
         by the unweighted mean of the human distributions of every other
         subpopulation on the same question; NaN where a question has one group).
 
+beyond WD: TV, Jensen-Shannon, KL and the SimBench-style score per system; the human noise
+        floor where rows carry n_eff (a `noise_floor` row: what a perfect model would score);
+        --calibrate K adds <system>_calibrated (temperature per group, fitted on K questions,
+        tested on the others); --letter-rule max reads letters as OpinionQA does.
+benchmarks: --benchmark subpop-eval|subpop-train|opinionqa|globalopinionqa (or a file in
+        their format) instead of --test-file; written to OUT/benchmark/NAME as distributions.
+
 weak-to-strong: --guide-model SMALL --guide-adapter SMALL_TUNED steers --model (large, untuned)
         with p ∝ p_large * (p_tuned / p_untuned)^beta and reports it against the large model
         alone and the small tuned model alone.
@@ -65,6 +72,8 @@ weak-to-strong: --guide-model SMALL --guide-adapter SMALL_TUNED steers --model (
 example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --model tiny:llama \\
             --adapter runs/train/adapter --out runs/eval
         demoscope evaluate --test-file runs/agg/distributions.parquet --baselines-only --out runs/base
+        demoscope evaluate --benchmark globalopinionqa --steering PORTRAY --model smollm2:135m \\
+            --calibrate 20 --out runs/goqa
         demoscope evaluate --test-file ... --model meta-llama/Llama-2-70b-hf \\
             --guide-model meta-llama/Llama-2-7b-hf --guide-adapter runs/train/adapter --guide-beta 1.0
         SubPOP-Eval exclusions: --config configs/evaluate/subpop-eval.yaml
@@ -74,9 +83,12 @@ example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --mode
 class EvaluateConfig(JobConfig):
     """Score a model (+ adapter) on a prepared split or a distributions file; Wasserstein report with baselines."""
 
-    test_file: str = Field(..., description="what to score: a prepared split "
-                           "(.parquet or .csv from `demoscope prepare`) or a distributions file "
-                           "(`demoscope aggregate`'s, or SubPOP-format CSV), told apart by its columns")
+    test_file: str | None = Field(None, description="what to score: a prepared split "
+                                  "(.parquet or .csv from `demoscope prepare`) or a distributions file "
+                                  "(`demoscope aggregate`'s, or SubPOP-format CSV), told apart by its columns")
+    benchmark: str | None = Field(None, description="score a published benchmark instead of --test-file: "
+                                  "subpop-train, subpop-eval, opinionqa, globalopinionqa (from the hub, or the local "
+                                  "copy under data/ where its release puts it), or a file in one of their formats")
     steering: Literal["QA", "BIO", "PORTRAY"] = Field(
         "QA", description="steering template of the prompts rendered from a distributions file "
         "(ignored for a prepared split)")
@@ -119,6 +131,13 @@ class EvaluateConfig(JobConfig):
                                   "cross-validation); adds a <system>_calibrated row")
     calibrate_by: Literal["group", "global"] = Field("group", description="one temperature per subpopulation, or "
                                                      "one for all")
+
+
+    @model_validator(mode="after")
+    def _one_input(self) -> EvaluateConfig:
+        if (self.test_file is None) == (self.benchmark is None):
+            raise ValueError("give one input: --test-file FILE or --benchmark NAME_OR_PATH")
+        return self
 
 
 class OptionScoringActor:
@@ -256,6 +275,14 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
             if not config.guide_adapter or not (Path(config.guide_adapter) / "adapter_config.json").exists():
                 raise ConfigError(f"--guide-model needs --guide-adapter, the small model's tuned LoRA folder with "
                                   f"adapter_config.json (got {config.guide_adapter!r})")
+    out = Path(config.out).resolve()
+    if config.benchmark:  # read in its own format, written as distributions beside the results
+        from demoscope.surveys import write_distributions
+        from demoscope.surveys.benchmarks import load_benchmark
+
+        name, distributions = load_benchmark(config.benchmark)
+        written = write_distributions(distributions, out / "benchmark" / name)
+        config = config.model_copy(update={"test_file": str(written["parquet"]), "benchmark": None})
     rows, notes = evaluation_rows(config.test_file, config.steering, config.exclude_questions or [])
     if rows.empty:
         raise ConfigError(f"no rows left to score in {config.test_file} (all excluded?)")
@@ -267,7 +294,6 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
     console = Console(soft_wrap=True)
     for note in notes:
         console.print(f"skipped: {note}")
-    out = Path(config.out).resolve()
     with atomic_dir(out / "predictions") as staging:
         if config.baselines_only:
             predictions = baseline_predictions(rows)

@@ -69,3 +69,22 @@ def test_names_use_the_local_copy_where_the_release_puts_it_or_say_what_to_downl
     pd.DataFrame({"qkey": ["q"]}).to_csv(bad, index=False)
     with pytest.raises(ConfigError, match="lacks SubPOP's column"):
         load_benchmark(str(bad))
+
+
+def test_evaluate_scores_a_benchmark_file_steered_by_country(tmp_path):
+    from demoscope.pipelines import evaluate as evaluate_job
+    from demoscope.pipelines.evaluate import EvaluateConfig
+    from demoscope.surveys.finetuning import evaluation_rows
+
+    path = tmp_path / "global_opinions.csv"
+    pd.DataFrame(GOQA_ROWS).to_csv(path, index=False)
+    result = evaluate_job.evaluate(EvaluateConfig(benchmark=str(path), baselines_only=True, out=str(tmp_path / "o"),
+                                                  n_boot=20))
+    written = tmp_path / "o" / "benchmark" / "global_opinions" / "distributions.parquet"
+    assert written.is_file() and result.metrics["rows"] == 3 and result.metrics["questions"] == 2
+    rows, _ = evaluation_rows(written, "PORTRAY")
+    nigeria = rows[rows.group == "Nigeria"].iloc[0]
+    assert nigeria.input_prompt.startswith("Answer the following question as if you lived in Nigeria.\n\n")
+    assert "A. Most people\nB. Need to be careful\n" in nigeria.input_prompt
+    with pytest.raises(ValueError, match="give one input"):
+        EvaluateConfig(benchmark=str(path), test_file=str(path))

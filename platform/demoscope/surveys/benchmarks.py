@@ -33,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from demoscope.errors import ConfigError
+from demoscope.surveys.prompts import COUNTRY_ATTRIBUTE as COUNTRY
 
-COUNTRY = "COUNTRY"
 # GlobalOpinionQA's non-answers, scored as SubPOP scores refusals (left out, the rest renormalised).
 _NON_ANSWER = re.compile(r"(don.?t know|refused|no answer|dk/|not sure|decline)", re.IGNORECASE)
 

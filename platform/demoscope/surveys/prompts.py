@@ -110,7 +110,20 @@ def steering_group(attribute: str, group: str) -> str:
     return OPINIONQA_GROUP_NAMES.get((attribute, group), group)
 
 
+# GlobalOpinionQA's groups are countries (demoscope.surveys.benchmarks.COUNTRY), which SubPOP's table lacks:
+# one entry per country, in SubPOP's three styles (the paper's cross-national prompting is the PORTRAY one).
+COUNTRY_ATTRIBUTE = "COUNTRY"
+
+
+def _country_entry(country: str) -> SteeringEntry:
+    return SteeringEntry(attribute=COUNTRY_ATTRIBUTE, qa_prompt="In which country do you live?",
+                         bio_prompt="I live in", portray_prompt="Answer the following question as if you lived in",
+                         options=(country,))
+
+
 def _entry(attribute: str, group: str, prompts: dict[str, SteeringEntry]) -> SteeringEntry:
+    if attribute == COUNTRY_ATTRIBUTE and attribute not in prompts:
+        return _country_entry(group)
     entry = prompts.get(attribute)
     if entry is None:
         raise SpecError(f"no steering prompt for attribute {attribute!r}; known attributes: {', '.join(prompts)}")

@@ -13,6 +13,7 @@ reads back only the distance columns.
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,13 @@ example demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --mode
 """
 
 
+class SystemSpec(JobConfig):
+    """One system of a leaderboard: a model and, optionally, its LoRA adapter."""
+
+    model: str = Field(description="Hugging Face id, local path, or tiny:llama")
+    adapter: str | None = Field(None, description="LoRA adapter folder")
+
+
 class EvaluateConfig(JobConfig):
     """Score a model (+ adapter) on a prepared split or a distributions file; Wasserstein report with baselines."""
 
@@ -133,10 +141,22 @@ class EvaluateConfig(JobConfig):
                                                      "one for all")
 
 
+    systems: dict[str, SystemSpec] = Field(
+        default_factory=dict, description="a leaderboard of several systems on the same rows, instead of --model/"
+        "--adapter: systems.NAME.model=ID and optionally systems.NAME.adapter=FOLDER, once per system")
+
     @model_validator(mode="after")
     def _one_input(self) -> EvaluateConfig:
         if (self.test_file is None) == (self.benchmark is None):
             raise ValueError("give one input: --test-file FILE or --benchmark NAME_OR_PATH")
+        if self.systems and (self.adapter or self.guide_model or self.baselines_only):
+            raise ValueError("systems.NAME.* (a leaderboard) replaces --model/--adapter; it does not combine with "
+                             "--adapter, --guide-model or --baselines-only")
+        taken = {"uniform", "other_groups", "noise_floor", "model", "tuned", "base"}
+        for name in self.systems:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", name) or name in taken:
+                raise ValueError(f"system name {name!r}: use letters, digits and '-' (it names columns), and none "
+                                 f"of {', '.join(sorted(taken))}")
         return self
 
 
@@ -244,6 +264,50 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
     return 0
 
 
+def _score(rows: pd.DataFrame, config: EvaluateConfig, backend: str, console, model: str, adapter: str | None,
+           label: str | None = None) -> pd.DataFrame:
+    """One Ray Data pass of :class:`OptionScoringActor` over ``rows``, back in the rows' order."""
+    import ray.data
+
+    from demoscope.models.names import resolve_model
+    from demoscope.pipelines.progress import RowProgress
+
+    leaderboard = label is not None  # a leaderboard system: no base model, no unsteered answers
+    for name in filter(None, [model, config.guide_model]):
+        resolve_model(name)  # build a tiny model once, before the actors start
+    # Blocks of at most 256 rows, and at least one per replica, so every replica gets work;
+    # progress moves block by block.
+    chunk = max(config.batch_size, min(256, -(-len(rows) // config.replicas)))
+    rows = rows.assign(_row=range(len(rows)))
+    dataset = ray.data.from_pandas([rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)]).map_batches(
+        OptionScoringActor,
+        fn_constructor_kwargs={
+            "model": model, "adapter": str(Path(adapter).resolve()) if adapter else None,
+            "backend": backend, "batch_size": config.batch_size,
+            "compare_base": config.compare_base and not leaderboard,
+            "guide_model": config.guide_model, "guide_beta": config.guide_beta,
+            "steerability": steerability_systems(config) != [] and not leaderboard,
+            "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
+            "letter_rule": config.letter_rule,
+            "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
+        batch_size=chunk,
+        batch_format="pandas",
+        concurrency=config.replicas,
+        num_gpus=1 if config.use_gpu else 0,
+        num_cpus=1,
+        **ACTOR_POOL_OPTIONS,
+    )
+    shown = f"{label} ({model}{f' + {adapter}' if adapter else ''})" if label else model
+    console.print(f"scoring {len(rows):,} rows of {config.test_file} with {shown} "
+                  f"({config.replicas} replica(s), {backend}); loading the model first")
+    parts = []
+    with RowProgress(len(rows), "scoring", console=console) as progress:
+        for part in dataset.iter_batches(batch_format="pandas", batch_size=None):
+            parts.append(part)
+            progress.advance(len(part))
+    return pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row").reset_index(drop=True)
+
+
 def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool = False) -> EvaluationResult:
     """Read and check the input in this process, score it (Ray Data actors, or the baselines alone), then report.
 
@@ -261,7 +325,6 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
 
     from demoscope.io import atomic_dir
     from demoscope.metrics.baselines import baseline_predictions
-    from demoscope.pipelines.progress import RowProgress
     from demoscope.surveys.finetuning import evaluation_rows
 
     if not config.baselines_only:
@@ -275,6 +338,9 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
             if not config.guide_adapter or not (Path(config.guide_adapter) / "adapter_config.json").exists():
                 raise ConfigError(f"--guide-model needs --guide-adapter, the small model's tuned LoRA folder with "
                                   f"adapter_config.json (got {config.guide_adapter!r})")
+    for name, spec in config.systems.items():
+        if spec.adapter and not (Path(spec.adapter) / "adapter_config.json").exists():
+            raise ConfigError(f"systems.{name}.adapter {spec.adapter} has no adapter_config.json")
     out = Path(config.out).resolve()
     if config.benchmark:  # read in its own format, written as distributions beside the results
         from demoscope.surveys import write_distributions
@@ -301,41 +367,17 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
             backend = choose_backend(config.backend, config.use_gpu)
             init_ray(address, verbose)
             check_resources("evaluate", config.replicas, config.use_gpu, unit="the scoring", flag="replicas")
-            import ray.data
-
-            from demoscope.models.names import resolve_model
-
-            for name in filter(None, [config.model, config.guide_model]):
-                resolve_model(name)  # build a tiny model once, before the actors start
-            # Blocks of at most 256 rows, and at least one per replica, so every replica gets work;
-            # progress moves block by block.
-            chunk = max(config.batch_size, min(256, -(-len(rows) // config.replicas)))
-            rows = rows.assign(_row=range(len(rows)))
-            dataset = ray.data.from_pandas([rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)]).map_batches(
-                OptionScoringActor,
-                fn_constructor_kwargs={
-                    "model": config.model, "adapter": str(Path(config.adapter).resolve()) if config.adapter else None,
-                    "backend": backend, "batch_size": config.batch_size, "compare_base": config.compare_base,
-                    "guide_model": config.guide_model, "guide_beta": config.guide_beta,
-                    "steerability": steerability_systems(config) != [],
-                    "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
-                    "letter_rule": config.letter_rule,
-                    "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
-                batch_size=chunk,
-                batch_format="pandas",
-                concurrency=config.replicas,
-                num_gpus=1 if config.use_gpu else 0,
-                num_cpus=1,
-                **ACTOR_POOL_OPTIONS,
-            )
-            console.print(f"scoring {len(rows):,} rows of {config.test_file} with {config.model} "
-                          f"({config.replicas} replica(s), {backend}); loading the model first")
-            parts = []
-            with RowProgress(len(rows), "scoring", console=console) as progress:
-                for part in dataset.iter_batches(batch_format="pandas", batch_size=None):
-                    parts.append(part)
-                    progress.advance(len(part))
-            predictions = pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row")
+            if config.systems:  # a leaderboard: each system scores the same rows, one Ray Data pass each
+                predictions = None
+                for name, spec in config.systems.items():
+                    scored = _score(rows, config, backend, console, spec.model, spec.adapter, name)
+                    source = "tuned" if spec.adapter else "model"
+                    scored = scored.rename(columns={f"{kind}_{source}": f"{kind}_{name}"
+                                                    for kind in ("dist", "wd", "missed")})
+                    predictions = scored if predictions is None else predictions.join(
+                        scored[[c for c in scored if c.endswith(f"_{name}")]])
+            else:
+                predictions = _score(rows, config, backend, console, config.model, config.adapter)
         predictions = score_rows(predictions, config)
         # Ray hands back Arrow-typed pandas columns whose pandas metadata pandas cannot read back: write plain Arrow.
         table = pa.Table.from_pandas(predictions, preserve_index=False).replace_schema_metadata(None)

@@ -28,6 +28,8 @@ def systems_for(config: EvaluateConfig) -> list[str]:
     """Report order: the system under test first, then its baselines (``--baselines-only``: the model-free ones)."""
     if config.baselines_only:
         return ["other_groups", "uniform"]
+    if getattr(config, "systems", None):
+        return [*config.systems, "uniform"]
     if config.guide_model is not None:
         return ["steered", "large", "small_tuned", "small_untuned", "uniform"]
     if config.adapter is None:
@@ -39,7 +41,7 @@ def calibrated_systems(config: EvaluateConfig) -> list[str]:
     """The systems ``--calibrate`` rescales: the one under test (a model's answers, not a baseline's)."""
     if not getattr(config, "calibrate", None) or config.baselines_only:
         return []
-    return systems_for(config)[:1]
+    return list(config.systems) if getattr(config, "systems", None) else systems_for(config)[:1]
 
 
 def report_systems(config: EvaluateConfig, written: set[str]) -> list[str]:
@@ -54,7 +56,8 @@ def report_systems(config: EvaluateConfig, written: set[str]) -> list[str]:
 
 def steerability_systems(config: EvaluateConfig) -> list[str]:
     """The systems whose unsteered answers are scored too (``--steerability``): the models, not the baselines."""
-    if not getattr(config, "steerability", False) or config.baselines_only or config.guide_model is not None:
+    if (not getattr(config, "steerability", False) or config.baselines_only or config.guide_model is not None
+            or getattr(config, "systems", None)):
         return []
     return [s for s in systems_for(config) if s in ("model", "tuned", "base")]
 
@@ -112,6 +115,8 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
         "distances": distance_summary(predictions, systems, config, kind),
         "noise_floor": noise_floor_summary(predictions, overall, config),
         "calibration": calibration_summary(config, differences),
+        "leaderboard": (leaderboard_summary(predictions, systems, config, kind, out)
+                        if getattr(config, "systems", None) else []),
     }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     shown_overall = pd.DataFrame({
@@ -133,6 +138,11 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
     scored_by = ("No model: baselines only." if getattr(config, "baselines_only", False) else
                  f"Model `{config.model}`{f', adapter `{config.adapter}`' if config.adapter else ''}."
                  f"{_guide_note(config)}")
+    leaders = getattr(config, "systems", None) or {}
+    if leaders:
+        listed = [f"`{name}` = `{spec.model}`" + (f" + `{spec.adapter}`" if spec.adapter else "")
+                  for name, spec in leaders.items()]
+        scored_by = "Leaderboard of " + ", ".join(listed) + "."
     baselines = "\n".join(f"- {BASELINE_NOTES[s]}" for s in systems if s in BASELINE_NOTES)
     text = f"""# Opinion evaluation
 
@@ -163,7 +173,7 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
 ![WD by group](wd_by_group.png)
 
 ![WD histogram](wd_histogram.png)
-{_distances_section(metrics["distances"])}{_noise_floor_section(metrics["noise_floor"])}\
+{_leaderboard_section(metrics.get("leaderboard"))}{_distances_section(metrics["distances"])}{_noise_floor_section(metrics["noise_floor"])}\
 {_calibration_section(metrics["calibration"])}\
 {_steerability_section(metrics["steerability"])}{_coverage_section(metrics["letter_coverage"], config)}"""
     atomic_write_text(out / "report.md", text)
@@ -316,3 +326,45 @@ def _calibration_section(calibration: dict) -> str:
             f"the answers as q^(1/T), {by}, fitted on {calibration['k']} labelled questions at a time to minimise "
             "mean WD, and scored only on the other questions (each fold of k questions fits once; a row's score is "
             f"the mean over the folds it was held out of). Gain (uncalibrated minus calibrated, paired): {gains}.\n")
+
+
+def leaderboard_summary(predictions: pd.DataFrame, systems: list[str], config: EvaluateConfig, kind: str,
+                        out: Path) -> list[dict]:
+    """The leaderboard table (:func:`demoscope.metrics.leaderboard.leaderboard`) and its plots, one per metric."""
+    from demoscope.metrics.leaderboard import leaderboard
+    from demoscope.reports import plot_bars
+
+    table = leaderboard(predictions, [s for s in systems if s != NOISE_FLOOR], n_boot=config.n_boot,
+                        seed=config.seed, by_question=kind == "question")
+    for metric, label in (("wd", "mean WD (95% CI)"), ("tv", "mean TV (95% CI)")):
+        if metric in table:
+            plot_bars(list(table["system"]), table[metric], out / f"leaderboard_{metric}.png", label,
+                      errors=[table[metric] - table[f"{metric}_low"], table[f"{metric}_high"] - table[metric]])
+    if "simbench" in table:
+        plot_bars(list(table["system"]), table["simbench"], out / "leaderboard_simbench.png",
+                  "SimBench-style score (higher is better)")
+    # The report uses it again, and JSON has no NaN: turn them into None here.
+    table = table.astype(object).where(table.notna(), None)
+    return table.to_dict(orient="records")
+
+
+def _leaderboard_section(rows: list[dict] | None) -> str:
+    from demoscope.reports import markdown_table
+
+    if not rows:
+        return ""
+
+    def cell(row: dict, key: str, fmt: str = ".4f") -> str:
+        if row.get(key) is None:
+            return ""
+        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+        return f"{row[key]:{fmt}}" + (f" [{low:{fmt}}, {high:{fmt}}]" if low is not None else "")
+
+    table = pd.DataFrame([{"rank": r["rank"], "system": r["system"], "WD": cell(r, "wd"), "TV": cell(r, "tv"),
+                           "SimBench": cell(r, "simbench", ".1f"), "WD vs best (paired)": cell(r, "vs_best", "+.4f"),
+                           "WD vs uniform (paired)": cell(r, "vs_uniform", "+.4f")} for r in rows])
+    return ("\n## Leaderboard\n\nEvery system on the same rows, best mean WD first; each difference pairs the two "
+            "systems on the same resampled questions (an interval that excludes 0 separates them). The per-group "
+            "table below shows where they differ.\n\n"
+            f"{markdown_table(table)}\n\n![WD](leaderboard_wd.png) ![TV](leaderboard_tv.png) "
+            "![SimBench](leaderboard_simbench.png)\n")

@@ -120,3 +120,32 @@ def test_weak_to_strong_mode_needs_the_small_adapter(tmp_path, prepared, adapter
     with pytest.raises(ConfigError, match="not --adapter"):
         evaluate_job.run(EvaluateConfig(test_file=str(prepared["test"]), guide_model="tiny:llama", adapter=str(adapter),
                                         guide_adapter=str(adapter), out=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_a_leaderboard_scores_every_system_on_the_same_rows(local_ray, prepared, adapter, tmp_path):
+    config = EvaluateConfig(test_file=str(prepared["test"]), out=str(tmp_path), n_boot=50, calibrate=1,
+                            systems={"lora": {"model": "tiny:llama", "adapter": str(adapter)},
+                                     "gpt2": {"model": "tiny:gpt2"}})
+    result = evaluate_job.evaluate(config)
+    predictions = pd.read_parquet(result.predictions)
+    single = evaluate_job.evaluate(EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter),
+                                                  out=str(tmp_path / "single"), n_boot=50, compare_base=False))
+    # A leaderboard system scores exactly what a run of that system alone scores.
+    np.testing.assert_allclose(predictions["wd_lora"], pd.read_parquet(single.predictions)["wd_tuned"])
+    board = {row["system"]: row for row in result.metrics["leaderboard"]}
+    assert set(board) == {"lora", "lora_calibrated", "gpt2", "gpt2_calibrated", "uniform"}
+    assert [row["rank"] for row in result.metrics["leaderboard"]] == [1, 2, 3, 4, 5]
+    assert board["gpt2"]["wd"] == pytest.approx(predictions["wd_gpt2"].mean())
+    best = result.metrics["leaderboard"][0]["system"]
+    assert board["gpt2"]["vs_best"] == pytest.approx((predictions["wd_gpt2"] - predictions[f"wd_{best}"]).mean())
+    assert (tmp_path / "leaderboard_wd.png").exists() and "## Leaderboard" in (tmp_path / "report.md").read_text()
+
+
+def test_leaderboard_settings_are_checked_before_ray(tmp_path):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="does not combine with --adapter"):
+        EvaluateConfig(test_file="t.parquet", adapter="a", systems={"x": {"model": "tiny:llama"}})
+    with pytest.raises(ValidationError, match="system name 'noise_floor'"):
+        EvaluateConfig(test_file="t.parquet", systems={"noise_floor": {"model": "tiny:llama"}})

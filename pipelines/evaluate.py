@@ -108,6 +108,9 @@ class EvaluateConfig(JobConfig):
     backend: Literal["auto", "transformers", "vllm"] = Field("auto", description="auto: vLLM on GPU if installed, "
                                                              "else Transformers")
     batch_size: int = Field(16, ge=1, description="prompts per forward pass")
+    option_orders: int = Field(1, ge=1, le=10, description="score every item with its options in K orders (as "
+                               "given, reversed, cyclic shifts), map the answers back, report the spread between "
+                               "orders and add the order-averaged <system>_order_avg")
     letter_rule: Literal["sum", "max"] = Field(
         "sum", description="an option letter's probability from its two tokens ('A', ' A'): sum (SubPOP) or max "
                            "(OpinionQA's scorer)")
@@ -173,12 +176,12 @@ class OptionScoringActor:
     def __init__(self, model: str, adapter: str | None, backend: str, batch_size: int, compare_base: bool,
                  guide_model: str | None = None, guide_adapter: str | None = None, guide_beta: float = 1.0,
                  steerability: bool = False, letter_logprobs: str = "auto", top_k: int = 128,
-                 letter_rule: str = "sum"):
+                 letter_rule: str = "sum", option_orders: int = 1):
         from demoscope.models.names import resolve_model
         from demoscope.models.scoring import option_scorers
         from demoscope.models.weak_to_strong import weak_to_strong_scorers
 
-        self.beta, self.steerability = guide_beta, steerability
+        self.beta, self.steerability, self.option_orders = guide_beta, steerability, option_orders
         path = resolve_model(model)
         if guide_model is not None:
             self.scorers = weak_to_strong_scorers(path, resolve_model(guide_model), guide_adapter, backend, batch_size,
@@ -204,6 +207,13 @@ class OptionScoringActor:
                 dists = scorer.score(list(batch["input_prompt"]), n_options)
             out[f"dist_{name}"] = [d.tolist() for d in dists]
             out[f"wd_{name}"] = row_distances(out, f"dist_{name}")
+            if self.option_orders > 1:  # the same items with the options reordered, answers mapped back
+                from demoscope.surveys.option_orders import score_in_orders
+
+                averaged, out[f"order_tv_{name}"] = score_in_orders(scorer, list(batch["input_prompt"]), n_options,
+                                                                    self.option_orders, dists)
+                out[f"dist_{name}_order_avg"] = [d.tolist() for d in averaged]
+                out[f"wd_{name}_order_avg"] = row_distances(out, f"dist_{name}_order_avg")
             if self.steerability:
                 self._score_unsteered(name, scorer, batch, out, n_options)
         if "small_untuned" in self.scorers:
@@ -288,7 +298,7 @@ def _score(rows: pd.DataFrame, config: EvaluateConfig, backend: str, console, mo
             "guide_model": config.guide_model, "guide_beta": config.guide_beta,
             "steerability": steerability_systems(config) != [] and not leaderboard,
             "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
-            "letter_rule": config.letter_rule,
+            "letter_rule": config.letter_rule, "option_orders": config.option_orders,
             "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
         batch_size=chunk,
         batch_format="pandas",

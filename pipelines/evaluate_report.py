@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from demoscope.pipelines.evaluate import EvaluateConfig
 
 CALIBRATED = "_calibrated"
+ORDER_AVERAGED = "_order_avg"
 
 
 def systems_for(config: EvaluateConfig) -> list[str]:
@@ -49,8 +50,7 @@ def report_systems(config: EvaluateConfig, written: set[str]) -> list[str]:
     systems = []
     for system in systems_for(config):
         systems.append(system)
-        if f"wd_{system}{CALIBRATED}" in written:
-            systems.append(system + CALIBRATED)
+        systems += [system + suffix for suffix in (CALIBRATED, ORDER_AVERAGED) if f"wd_{system}{suffix}" in written]
     return systems + ([NOISE_FLOOR] if f"wd_{NOISE_FLOOR}" in written else [])
 
 
@@ -86,6 +86,7 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
     covered = [s for s in systems if f"missed_{s}" in written]  # vLLM top-k mode only
     extra = [f"{m}_{s}" for s in systems for m in DISTANCE_METRICS if f"{m}_{s}" in written]
     extra += [c for c in (f"tv_{NOISE_FLOOR}", "n_eff") if c in written]
+    extra += [f"order_tv_{s}" for s in systems if f"order_tv_{s}" in written]
     columns = ["qkey", "attribute", "group", *[f"wd_{s}" for s in systems], *[f"wd_{s}_unsteered" for s in steered],
                *[f"missed_{s}" for s in covered], *extra]
     predictions = pd.read_parquet(predictions_dir, columns=list(dict.fromkeys(columns)))
@@ -115,6 +116,7 @@ def report(config: EvaluateConfig, predictions_dir: Path, out: Path) -> dict:
         "distances": distance_summary(predictions, systems, config, kind),
         "noise_floor": noise_floor_summary(predictions, overall, config),
         "calibration": calibration_summary(config, differences),
+        "option_orders": order_summary(predictions, systems, config, kind),
         "leaderboard": (leaderboard_summary(predictions, systems, config, kind, out)
                         if getattr(config, "systems", None) else []),
     }
@@ -173,7 +175,7 @@ Negative means `{systems[0]}` is closer to the humans. The relative gap reductio
 ![WD by group](wd_by_group.png)
 
 ![WD histogram](wd_histogram.png)
-{_leaderboard_section(metrics.get("leaderboard"))}{_distances_section(metrics["distances"])}{_noise_floor_section(metrics["noise_floor"])}\
+{_leaderboard_section(metrics.get("leaderboard"))}{_orders_section(metrics["option_orders"])}{_distances_section(metrics["distances"])}{_noise_floor_section(metrics["noise_floor"])}\
 {_calibration_section(metrics["calibration"])}\
 {_steerability_section(metrics["steerability"])}{_coverage_section(metrics["letter_coverage"], config)}"""
     atomic_write_text(out / "report.md", text)
@@ -244,6 +246,10 @@ def distance_summary(predictions: pd.DataFrame, systems: list[str], config: Eval
         for metric in DISTANCE_METRICS:
             row[metric], row[f"{metric}_low"], row[f"{metric}_high"] = bootstrap_ci(predictions[f"{metric}_{system}"],
                                                                                     **settings)
+        if f"wd_{system}" in predictions:  # OpinionQA's representativeness: 1 - the mean range-normalised WD
+            wd, wd_low, wd_high = bootstrap_ci(predictions[f"wd_{system}"], **settings)
+            row["representativeness"], row["representativeness_low"], row["representativeness_high"] = (
+                1 - wd, 1 - wd_high, 1 - wd_low)
         if "tv_uniform" in predictions:
             model, base = predictions[f"tv_{system}"].to_numpy(float), predictions["tv_uniform"].to_numpy(float)
             row["simbench"] = simbench_score(model, base)
@@ -256,7 +262,8 @@ def distance_summary(predictions: pd.DataFrame, systems: list[str], config: Eval
             "definitions": {"tv": "0.5 * sum |p - q|", "js": "Jensen-Shannon distance, log base 2 (sqrt of the "
                             "divergence), in [0, 1]", "kl": f"KL(humans || model) in nats, model smoothed by "
                             f"{KL_SMOOTHING:g} per option", "simbench": "100 * (1 - TV / mean TV of uniform over all "
-                            "scored options), averaged over rows (SimBench)"}}
+                            "scored options), averaged over rows (SimBench)",
+                            "representativeness": "1 - mean WD (OpinionQA's, with its range-normalised WD)"}}
 
 
 def noise_floor_summary(predictions: pd.DataFrame, overall: pd.DataFrame, config: EvaluateConfig) -> dict:
@@ -294,8 +301,11 @@ def _distances_section(distances: dict) -> str:
         "system": r["system"], **{m.upper(): f"{r[m]:.4f} [{r[f'{m}_low']:.4f}, {r[f'{m}_high']:.4f}]"
                                   for m in DISTANCE_METRICS},
         "SimBench score": (f"{r['simbench']:.1f} [{r['simbench_low']:.1f}, {r['simbench_high']:.1f}]"
-                           if "simbench" in r else "")} for r in distances["systems"]])
-    names = {"tv": "TV", "js": "JS", "kl": "KL", "simbench": "SimBench"}
+                           if "simbench" in r else ""),
+        "representativeness": (f"{r['representativeness']:.4f} [{r['representativeness_low']:.4f}, "
+                               f"{r['representativeness_high']:.4f}]" if "representativeness" in r else "")}
+        for r in distances["systems"]])
+    names = {"tv": "TV", "js": "JS", "kl": "KL", "simbench": "SimBench", "representativeness": "representativeness"}
     notes = "; ".join(f"{names[k]}: {v}" for k, v in distances["definitions"].items())
     return (f"\n## Other distances and the SimBench-style score\n\nMeans over rows [95% interval]. {notes}. "
             "0 is the uniform baseline, 100 a perfect match, below 0 worse than uniform.\n\n"
@@ -368,3 +378,33 @@ def _leaderboard_section(rows: list[dict] | None) -> str:
             "table below shows where they differ.\n\n"
             f"{markdown_table(table)}\n\n![WD](leaderboard_wd.png) ![TV](leaderboard_tv.png) "
             "![SimBench](leaderboard_simbench.png)\n")
+
+
+def order_summary(predictions: pd.DataFrame, systems: list[str], config: EvaluateConfig, kind: str) -> dict:
+    """Per system, the mean TV between its answers in the given order and in each other order, with an interval."""
+    from demoscope.metrics.bootstrap import bootstrap_ci
+
+    spread = [s for s in systems if f"order_tv_{s}" in predictions]
+    if not spread:
+        return {}
+    clusters = predictions["qkey"].to_numpy() if kind == "question" else None
+    rows = []
+    for system in spread:
+        mean, low, high = bootstrap_ci(predictions[f"order_tv_{system}"], clusters=clusters, n_boot=config.n_boot,
+                                       seed=config.seed)
+        rows.append({"system": system, "mean_tv_between_orders": mean, "low": low, "high": high})
+    return {"orders": config.option_orders, "spread": rows}
+
+
+def _orders_section(orders: dict) -> str:
+    from demoscope.reports import markdown_table
+
+    if not orders:
+        return ""
+    table = pd.DataFrame([{"system": r["system"], "mean TV between orders": r["mean_tv_between_orders"],
+                           "95% interval": f"[{r['low']:.4f}, {r['high']:.4f}]"} for r in orders["spread"]])
+    return (f"\n## Option-order robustness ({orders['orders']} orders)\n\nEach item was also asked with its "
+            "options reversed and cyclically shifted (letters stay A, B, ...); answers were mapped back to the "
+            "options. The spread is the mean total variation between the as-given answer and each other order's "
+            "(0: the order does not matter); `<system>_order_avg` rows score the order-averaged answers.\n\n"
+            f"{markdown_table(table, floatfmt='.4f')}\n")

@@ -24,7 +24,7 @@ def adapter(random_adapter):
 
 def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapter, tmp_path):
     config = EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter), out=str(tmp_path), n_boot=200,
-                            calibrate=1)
+                            calibrate=1, option_orders=2)
     assert evaluate_job.run(config) == 0
     predictions = pd.read_parquet(tmp_path / "predictions")
     test = pd.read_parquet(prepared["test"])
@@ -47,7 +47,8 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
     overall = {row["system"]: row for row in metrics["overall"]}
     assert overall["tuned"]["mean"] == pytest.approx(predictions.wd_tuned.mean())
     assert overall["tuned"]["low"] <= overall["tuned"]["mean"] <= overall["tuned"]["high"]
-    assert set(metrics["gap_reduction"]) == {"tuned_calibrated", "base", "uniform"}  # the floor is no gap
+    assert set(metrics["gap_reduction"]) == {"tuned_calibrated", "tuned_order_avg", "base", "base_order_avg",
+                                             "uniform"}  # the floor is no gap
     for name in ("report.md", "wd_by_group.png", "wd_histogram.png", "config.yaml"):
         assert (tmp_path / name).exists()
     # Steerability: the same questions without their prefix, scored by the same model.
@@ -69,11 +70,21 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
     assert predictions["wd_tuned_calibrated"].notna().sum() == predictions["wd_tuned"].notna().sum()
     assert (predictions["temperature_tuned"] > 0).all()
     systems = [row["system"] for row in metrics["overall"]]
-    assert systems[:2] == ["tuned", "tuned_calibrated"] and systems[-1] == "noise_floor"
+    assert systems[:3] == ["tuned", "tuned_calibrated", "tuned_order_avg"] and systems[-1] == "noise_floor"
     gain = metrics["calibration"]["gain"][0]
     assert gain["difference"] == "tuned - tuned_calibrated" and gain["low"] <= gain["mean"] <= gain["high"]
     assert gain["mean"] == pytest.approx((predictions.wd_tuned - predictions.wd_tuned_calibrated).mean())
     assert "## Calibration (temperature scaling" in (tmp_path / "report.md").read_text()
+    # --option-orders 2: each item also asked with its options reversed, the answer mapped back and averaged.
+    from demoscope.surveys.option_orders import reorder_options
+
+    for row, dist in zip(merged.itertuples(), expected):
+        n = len(row.ordinal)
+        reversed_ = scorer.score([reorder_options(row.input_prompt, tuple(range(n))[::-1])], [n])[0][::-1]
+        np.testing.assert_allclose(row.dist_tuned_order_avg, (dist + reversed_) / 2, atol=1e-5)
+        assert row.order_tv_tuned == pytest.approx(0.5 * np.abs(reversed_ - dist).sum(), abs=1e-5)
+    assert metrics["option_orders"]["orders"] == 2 and "tuned_order_avg" in systems
+    assert "## Option-order robustness (2 orders)" in (tmp_path / "report.md").read_text()
 
 
 def test_excluded_questions_are_left_out(local_ray, prepared, tmp_path):

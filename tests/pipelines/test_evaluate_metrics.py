@@ -52,6 +52,8 @@ def test_tv_js_kl_and_the_simbench_score_equal_plain_code(baselines):
     expected = np.mean([100 * (1 - tv / norm) for tv in predictions["tv_other_groups"].dropna()])
     assert scores["other_groups"]["simbench"] == pytest.approx(expected, abs=1e-9)
     assert scores["uniform"]["simbench"] == pytest.approx(0.0, abs=1e-9)
+    # OpinionQA's representativeness: 1 - the mean WD (its WD is range-normalised like ours)
+    assert scores["other_groups"]["representativeness"] == pytest.approx(1 - predictions["wd_other_groups"].mean())
     other = scores["other_groups"]
     assert other["simbench_low"] < other["simbench"] < other["simbench_high"]
     assert "## Other distances and the SimBench-style score" in text

@@ -27,7 +27,14 @@ from demoscope.config.base import JobConfig, LetterLogprobs
 from demoscope.errors import ConfigError
 from demoscope.models.names import choose_backend
 from demoscope.pipelines.command import Job, main_for
-from demoscope.pipelines.evaluate_report import calibrated_systems, report, steerability_systems, systems_for
+from demoscope.pipelines.evaluate_report import (
+    CALIBRATED,
+    ORDER_AVERAGED,
+    calibrated_systems,
+    report,
+    steerability_systems,
+    systems_for,
+)
 from demoscope.pipelines.runtime import ACTOR_POOL_OPTIONS, check_resources, init_ray
 
 SUMMARY = "score a model on a test set with Ray Data; Wasserstein report with baselines"
@@ -212,8 +219,8 @@ class OptionScoringActor:
 
                 averaged, out[f"order_tv_{name}"] = score_in_orders(scorer, list(batch["input_prompt"]), n_options,
                                                                     self.option_orders, dists)
-                out[f"dist_{name}_order_avg"] = [d.tolist() for d in averaged]
-                out[f"wd_{name}_order_avg"] = row_distances(out, f"dist_{name}_order_avg")
+                out[f"dist_{name}{ORDER_AVERAGED}"] = [d.tolist() for d in averaged]
+                out[f"wd_{name}{ORDER_AVERAGED}"] = row_distances(out, f"dist_{name}{ORDER_AVERAGED}")
             if self.steerability:
                 self._score_unsteered(name, scorer, batch, out, n_options)
         if "small_untuned" in self.scorers:
@@ -254,7 +261,7 @@ def score_rows(predictions: pd.DataFrame, config: EvaluateConfig) -> pd.DataFram
             calibrated = cross_validated_calibration(frame, "model", config.calibrate, "wd", by, config.seed)
         except ValueError as exc:  # fewer questions than k + 1
             raise ConfigError(f"--calibrate {config.calibrate}: {exc}") from None
-        predictions[f"wd_{system}_calibrated"] = calibrated["after"].to_numpy()
+        predictions[f"wd_{system}{CALIBRATED}"] = calibrated["after"].to_numpy()
         predictions[f"temperature_{system}"] = calibrated["temperature"].to_numpy()
     return predictions
 

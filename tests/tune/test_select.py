@@ -9,6 +9,7 @@ import yaml
 
 from demoscope.selection import storage
 from demoscope.tune import select as select_job
+from demoscope.tune import select_trials
 from demoscope.tune.select import SelectConfig
 
 pytestmark = pytest.mark.ray
@@ -103,9 +104,9 @@ def test_each_distinct_subset_is_estimated_once_across_ensembles_and_greedy_roun
         experiments.append([sorted(s) for s in subsets])
         return [{"subset": s, "estimated_loss": float(len(s)), "seconds": 0.1} for s in subsets]
 
-    monkeypatch.setattr(select_job, "_run_trials", recorded)
+    monkeypatch.setattr(select_trials, "_run_trials", recorded)
     printed = io.StringIO()
-    cache = select_job.EstimateCache(None, "root", tmp_path, 1, Console(file=printed, width=200))
+    cache = select_trials.EstimateCache(None, "root", tmp_path, 1, Console(file=printed, width=200))
     ensemble = cache.estimate([["a", "b"], ["b", "a"], ["a", "c"], ["a", "b"]], "ensemble", "random ensemble")
     assert list(ensemble.estimated_loss) == [2.0, 2.0, 2.0, 2.0] and list(ensemble.subset[1]) == ["b", "a"]
     greedy = cache.estimate([["a", "b"], ["a", "c"], ["a", "d"]], "greedy-1", "greedy round 2/4")
@@ -135,10 +136,10 @@ def test_greedy_rounds_run_as_one_tune_experiment_each_named_by_round(monkeypatc
         return [{"subset": s, "estimated_loss": sum(loss[x] for x in s) / len(s) ** 2, "seconds": 0.1}
                 for s in subsets]
 
-    monkeypatch.setattr(select_job, "_run_trials", recorded)
+    monkeypatch.setattr(select_trials, "_run_trials", recorded)
     printed = io.StringIO()
     world = SimpleNamespace(sources={name: [] for name in loss})
-    cache = select_job.EstimateCache(world, "root", tmp_path, 1, Console(file=printed, width=200))
+    cache = select_trials.EstimateCache(world, "root", tmp_path, 1, Console(file=printed, width=200))
     result = greedy_forward_selection(list(loss), cache.greedy_round)
     # b (1.0), then b+c (0.75), then b+c+a (6/9) beats 0.75: all three, in the order added.
     assert result.selected == ["b", "c", "a"] and result.history[-1] == GreedyStep(2, "a", 6 / 9)

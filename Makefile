@@ -67,11 +67,14 @@ test-all: install
 bench: install
 	$(PY) bench/aggregate.py
 	$(PY) bench/scoring.py
+	$(PY) bench/decoding.py
 	$(PY) bench/train.py
 	$(PY) bench/evaluate.py
 	$(PY) bench/serve.py
 	$(PY) bench/dpo.py
 	$(PY) bench/gradients.py
+	# the GPU check: its 1B config on a machine with a GPU, its tiny CPU config here
+	$(PY) bench/gpu_check.py
 
 clean:
 	rm -rf runs bench/out .pytest_cache

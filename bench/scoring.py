@@ -9,10 +9,13 @@ OpinionQA questions, QA steering, rendered by ``demoscope.surveys.prompts``
 exactly as SubPOP writes them) and the same model:
   loop     one full forward per prompt, logits at the last token, the §4.1
            rule applied by hand (what a first implementation does);
+  loop last  the loop projecting only the last position onto the vocabulary
+           (not a scorer: its time sets the exact ceiling below);
   batched  ``TransformersOptionScorer`` with ``reuse_prefix=False``: sorted,
            right-padded batches, no KV reuse (to show what batching alone buys);
-  ours     ``TransformersOptionScorer``: sorted batches, the shared steering
-           prefix run once per batch and its KV cache reused.
+  ours     ``TransformersOptionScorer``: the prompts' radix tree, each shared
+           prefix (steering question, group answer, question stem) run once
+           and its KV cache reused below it, level by level in batches.
 With ``--vllm`` (in the real-vLLM environment) two more, on the same prompts
 and weights:
   vllm exact  ``VLLMOptionScorer``: one request per prompt with the letters'
@@ -24,10 +27,14 @@ layers), ``bigger`` (hidden 256, 4 layers, so the ratio reflects compute, not
 only Python overhead) and ``smollm2`` (the real SmolLM2-135M-Instruct). Each
 variant runs ``--repeats`` times, interleaved with the others, and its best
 run is kept (the machine may be shared). It checks that every variant agrees
-with the loop, prints prompts/s, the ratios, the token positions each runs
-against the prefix-trie minimum (the ceiling for exact prefix reuse on these
-prompts), and each variant's peak RSS in this process and, apart, in its
-children (vLLM runs its engine there, resident for the whole run).
+with the loop, prints prompts/s, the ratios, GFLOP/s (useful: the loop's
+work over each variant's time; run: the positions each variant computes)
+against this machine's measured float32 matmul rate, the token positions and
+forward passes each runs against the prefix-trie minimum, and each variant's
+peak RSS in this process and, apart, in its children (vLLM runs its engine
+there, resident for the whole run). The exact ceiling is the loop's time
+scaled down to the trie's positions and to last-position logits, both
+measured in the same run; ours is reported as a share of it.
 """
 
 from __future__ import annotations
@@ -124,18 +131,46 @@ def best_times(repeats: int, variants: dict) -> tuple[dict, dict, dict]:
     return results, {name: min(t) for name, t in times.items()}, peaks
 
 
-def token_work(ids: list[list[int]], batch_size: int) -> tuple[int, int, int]:
-    """Token positions the transformer body runs: (loop, ours incl. padding, the prefix-trie minimum).
+def token_work(ids: list[list[int]], batch_size: int) -> dict[str, tuple[int, int]]:
+    """``(token positions, forward passes)`` per variant, and the prefix-trie minimum of positions.
 
     The trie minimum counts distinct prefixes: what any exact method that
-    shares KV across prompts must still compute. It bounds what prefix
-    reuse can buy on these prompts.
+    shares KV across prompts must still compute. Ours and batched include
+    their padding.
     """
-    from demoscope.models.scoring import plan_batches
+    from demoscope.models.prefix_sharing import positions_run
 
-    ours = sum(shared + len(m) * max(len(ids[i]) - shared for i in m) for m, shared in plan_batches(ids, batch_size))
     trie = len({tuple(seq[:k]) for seq in ids for k in range(1, len(seq) + 1)})
-    return sum(len(seq) for seq in ids), ours, trie
+    return {"loop": (sum(len(seq) for seq in ids), len(ids)), "batched": positions_run(ids, batch_size, False),
+            "ours": positions_run(ids, batch_size), "trie": (trie, 0)}
+
+
+def matmul_gflops(size: int = 1024, repeats: int = 10) -> float:
+    """This machine's float32 matrix-product rate in GFLOP/s (best of ``repeats``), the yardstick for a forward."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    best = float("inf")
+    for _ in range(repeats + 2):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def forward_gflop(model, positions: int, logit_positions: int) -> float:
+    """GFLOPs of running ``positions`` tokens (2 x weights each, attention left out), ``logit_positions`` projected."""
+    embed = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    body = sum(p.numel() for p in model.parameters()) - embed.numel() - (0 if head is embed else head.numel())
+    return (2 * body * positions + 2 * head.numel() * logit_positions) / 1e9
+
+
+def one_at_a_time_last(model, tokenizer, prompts: list[str]) -> None:
+    """The loop with only the last position projected onto the vocabulary (its cost sets the exact ceiling)."""
+    from demoscope.models import encode_prompts
+
+    with torch.inference_mode():
+        for prompt in prompts:
+            model(input_ids=torch.tensor([encode_prompts(tokenizer, [prompt])[0]]), logits_to_keep=1)
 
 
 def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_size: int, repeats: int,
@@ -147,10 +182,12 @@ def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_
     batched = TransformersOptionScorer(model, tokenizer, batch_size=batch_size, reuse_prefix=False)
     variants = {
         "loop": lambda: one_at_a_time(model, tokenizer, prompts, n_options),
+        "loop last": lambda: one_at_a_time_last(model, tokenizer, prompts),
         "batched": lambda: batched.score(prompts, n_options),
         "ours": lambda: ours.score(prompts, n_options),
     }
-    notes = {"batched": "(no prefix reuse)", "ours": "(batched + shared-prefix KV reuse)"}
+    notes = {"loop last": "(the loop, last position's logits only)", "batched": "(no prefix reuse)",
+             "ours": "(radix tree of prompts, each shared prefix run once)"}
     engine = None
     if with_vllm:
         from demoscope.models.vllm_engine import start_llm
@@ -176,15 +213,25 @@ def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_
     results, best, peaks = best_times(repeats, variants)
     base, base_s = results["loop"], best["loop"]
     n = len(prompts)
-    loop_tokens, our_tokens, trie_tokens = token_work(encode_prompts(tokenizer, prompts), batch_size)
+    work = token_work(encode_prompts(tokenizer, prompts), batch_size)
+    loop_tokens, trie_tokens = work["loop"][0], work["trie"][0]
+    # An exact method at the loop's cost per position, running only the trie's positions and projecting only the
+    # last one onto the vocabulary: the loop's time x (last-logit loop / full loop) x (trie / loop positions).
+    ceiling = base_s / best["loop last"] * loop_tokens / trie_tokens
+    rate = matmul_gflops()
     cfg = model.config
     print(f"\n[{label}] hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, {cfg.num_attention_heads} heads, "
           f"vocab {cfg.vocab_size}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params")
-    print(f"{n} prompts, {loop_tokens / n:.0f} tokens on average, batch size {batch_size}, best of {repeats} runs")
+    print(f"{n} prompts, {loop_tokens / n:.0f} tokens on average, batch size {batch_size}, best of {repeats} runs; "
+          f"float32 matmul here: {rate:.0f} GFLOP/s")
     for name in variants:
         seconds = best[name]
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(base, results[name]))
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(base, results[name])) if name != "loop last" else 0.0
+        positions = work["loop" if name == "loop last" else name][0] if name in work or name == "loop last" else 0
+        logits = loop_tokens if name == "loop" else n
+        flops = f"{forward_gflop(model, positions, logits) / seconds:6.1f} GFLOP/s run" if positions else " " * 17
         print(f"  {name:<10} {seconds:7.2f} s  {n / seconds:8.1f} prompts/s  {base_s / seconds:5.2f}x  "
+              f"{forward_gflop(model, loop_tokens, n) / seconds:6.1f} GFLOP/s useful, {flops}  "
               f"peak RSS {peaks[name][0]:5.0f} MiB here, {peaks[name][1]:5.0f} MiB engine  max |x - loop| {diff:.1e}  "
               f"{notes.get(name, '')}")
     if engine is not None:
@@ -192,8 +239,13 @@ def run(label: str, path: Path, prompts: list[str], n_options: list[int], batch_
         print(f"  vllm top-k: {cov.incomplete_share:.1%} of rows had a letter outside the top 128 (mass missed at "
               f"most {cov.missed_mass_bound / cov.rows:.1e} per row on average)")
         engine.llm_engine.engine_core.shutdown()
-    print(f"  token positions run: loop {loop_tokens:,}, ours {our_tokens:,} (padding included), "
-          f"trie minimum {trie_tokens:,} ({loop_tokens / trie_tokens:.2f}x fewer than the loop)")
+    print("  token positions run (forward passes): " + ", ".join(
+        f"{name} {work[name][0]:,} ({work[name][1]})" for name in ("loop", "batched", "ours")) +
+        f"; trie minimum {trie_tokens:,} (ours runs {work['ours'][0] / trie_tokens:.2f}x the minimum)")
+    speedup = base_s / best["ours"]
+    print(f"  exact ceiling ~{ceiling:.2f}x the loop (loop / last-logit loop {base_s / best['loop last']:.2f}x, "
+          f"loop / trie positions {loop_tokens / trie_tokens:.2f}x); ours {speedup:.2f}x = "
+          f"{speedup / ceiling:.0%} of it (target >= 90%)")
 
 
 def main() -> None:

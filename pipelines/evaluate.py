@@ -5,7 +5,9 @@ which Ray Data's CSV reader rejects), then Ray Data streams it through scoring
 actors (each holds the model once: Transformers on CPU, vLLM on GPU, behind
 the same scorer protocol); the driver counts rows as they come back and writes
 the predictions, sorted, into OUT/predictions in one atomic step. The report
-reads back only the distance columns.
+reads back only the distance columns. A small local run (at most
+``in_process_rows`` rows, one replica, no cluster) scores the same way in the
+driver itself: Ray's start-up was most of its time.
 
     demoscope evaluate --test-file runs/prepare/opnqa_QA_test.parquet --model tiny:llama \\
         --adapter runs/train/adapter --out runs/eval
@@ -13,6 +15,7 @@ reads back only the distance columns.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -124,6 +127,9 @@ class EvaluateConfig(JobConfig):
     letter_logprobs: LetterLogprobs = "auto"
     top_k: int = Field(128, ge=1, description="vLLM top-k mode: log-probs read per prompt (SubPOP: 128)")
     replicas: int = Field(1, ge=1, description="scoring actors (one GPU each with use_gpu)")
+    in_process_rows: int = Field(2000, ge=0, description="score up to this many rows in this process, without "
+                                 "starting Ray (one replica, no --address or RAY_ADDRESS; with use_gpu only where "
+                                 "this process sees a GPU): a few questions take seconds; 0: always Ray Data")
     use_gpu: bool = Field(False, description="give each scoring actor a GPU")
     compare_base: bool = Field(True, description="with an adapter, also score the base model (adapter disabled)")
     steerability: bool = Field(True, description="also score each question without its steering prefix and report, "
@@ -281,52 +287,73 @@ def run(config: EvaluateConfig, address: str | None = None, verbose: bool = Fals
     return 0
 
 
-def _score(rows: pd.DataFrame, config: EvaluateConfig, backend: str, console, model: str, adapter: str | None,
-           label: str | None = None) -> pd.DataFrame:
-    """One Ray Data pass of :class:`OptionScoringActor` over ``rows``, back in the rows' order."""
-    import ray.data
+def in_process(config: EvaluateConfig, rows: int, address: str | None) -> bool:
+    """Whether to score in this process instead of Ray Data actors: few rows, one replica, no cluster to reach.
 
+    Starting Ray, its actor and the actor's imports is most of a small
+    evaluation's time (bench/evaluate.py); one replica on this machine
+    gains nothing from them. A GPU run stays here only if this process sees
+    a GPU.
+    """
+    if rows > config.in_process_rows or config.replicas != 1 or address or os.environ.get("RAY_ADDRESS"):
+        return False
+    if config.use_gpu:
+        import torch
+
+        return torch.cuda.is_available()
+    return True
+
+
+def _score(rows: pd.DataFrame, config: EvaluateConfig, backend: str, console, model: str, adapter: str | None,
+           label: str | None = None, local: bool = False) -> pd.DataFrame:
+    """:class:`OptionScoringActor` over ``rows``: in this process (``local``) or one Ray Data pass, in row order."""
     from demoscope.models.names import resolve_model
     from demoscope.pipelines.progress import RowProgress
 
     leaderboard = label is not None  # a leaderboard system: no base model, no unsteered answers
     for name in filter(None, [model, config.guide_model]):
         resolve_model(name)  # build a tiny model once, before the actors start
+    actor_kwargs = {
+        "model": model, "adapter": str(Path(adapter).resolve()) if adapter else None,
+        "backend": backend, "batch_size": config.batch_size,
+        "compare_base": config.compare_base and not leaderboard,
+        "guide_model": config.guide_model, "guide_beta": config.guide_beta,
+        "steerability": steerability_systems(config) != [] and not leaderboard,
+        "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
+        "letter_rule": config.letter_rule, "option_orders": config.option_orders,
+        "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None}
     # Blocks of at most 256 rows, and at least one per replica, so every replica gets work;
     # progress moves block by block.
     chunk = max(config.batch_size, min(256, -(-len(rows) // config.replicas)))
     rows = rows.assign(_row=range(len(rows)))
-    dataset = ray.data.from_pandas([rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)]).map_batches(
-        OptionScoringActor,
-        fn_constructor_kwargs={
-            "model": model, "adapter": str(Path(adapter).resolve()) if adapter else None,
-            "backend": backend, "batch_size": config.batch_size,
-            "compare_base": config.compare_base and not leaderboard,
-            "guide_model": config.guide_model, "guide_beta": config.guide_beta,
-            "steerability": steerability_systems(config) != [] and not leaderboard,
-            "letter_logprobs": config.letter_logprobs, "top_k": config.top_k,
-            "letter_rule": config.letter_rule, "option_orders": config.option_orders,
-            "guide_adapter": str(Path(config.guide_adapter).resolve()) if config.guide_adapter else None},
-        batch_size=chunk,
-        batch_format="pandas",
-        concurrency=config.replicas,
-        num_gpus=1 if config.use_gpu else 0,
-        num_cpus=1,
-        **ACTOR_POOL_OPTIONS,
-    )
+    blocks = [rows.iloc[i:i + chunk] for i in range(0, len(rows), chunk)]
     shown = f"{label} ({model}{f' + {adapter}' if adapter else ''})" if label else model
+    where = "in this process" if local else f"{config.replicas} replica(s)"
     console.print(f"scoring {len(rows):,} rows of {config.test_file} with {shown} "
-                  f"({config.replicas} replica(s), {backend}); loading the model first")
+                  f"({where}, {backend}); loading the model first")
+    if local:
+        scorer = OptionScoringActor(**actor_kwargs)
+        scored = (scorer(block) for block in blocks)
+    else:
+        import ray.data
+
+        scored = ray.data.from_pandas(blocks).map_batches(
+            OptionScoringActor, fn_constructor_kwargs=actor_kwargs, batch_size=chunk, batch_format="pandas",
+            concurrency=config.replicas, num_gpus=1 if config.use_gpu else 0, num_cpus=1, **ACTOR_POOL_OPTIONS,
+        ).iter_batches(batch_format="pandas", batch_size=None)
     parts = []
     with RowProgress(len(rows), "scoring", console=console) as progress:
-        for part in dataset.iter_batches(batch_format="pandas", batch_size=None):
+        for part in scored:
             parts.append(part)
             progress.advance(len(part))
     return pd.concat(parts, ignore_index=True).sort_values("_row").drop(columns="_row").reset_index(drop=True)
 
 
 def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool = False) -> EvaluationResult:
-    """Read and check the input in this process, score it (Ray Data actors, or the baselines alone), then report.
+    """Read and check the input in this process, score it, then report.
+
+    Scoring runs in Ray Data actors, in this process for a small local run
+    (:func:`in_process`), or not at all for the baselines alone.
 
     The Python API of ``demoscope evaluate``: composite jobs and notebooks
     call it and read the result.
@@ -382,19 +409,21 @@ def evaluate(config: EvaluateConfig, address: str | None = None, verbose: bool =
             predictions = baseline_predictions(rows)
         else:
             backend = choose_backend(config.backend, config.use_gpu)
-            init_ray(address, verbose)
-            check_resources("evaluate", config.replicas, config.use_gpu, unit="the scoring", flag="replicas")
-            if config.systems:  # a leaderboard: each system scores the same rows, one Ray Data pass each
+            local = in_process(config, len(rows), address)
+            if not local:
+                init_ray(address, verbose)
+                check_resources("evaluate", config.replicas, config.use_gpu, unit="the scoring", flag="replicas")
+            if config.systems:  # a leaderboard: each system scores the same rows, one pass each
                 predictions = None
                 for name, spec in config.systems.items():
-                    scored = _score(rows, config, backend, console, spec.model, spec.adapter, name)
+                    scored = _score(rows, config, backend, console, spec.model, spec.adapter, name, local)
                     source = "tuned" if spec.adapter else "model"
                     scored = scored.rename(columns={f"{kind}_{source}": f"{kind}_{name}"
                                                     for kind in ("dist", "wd", "missed")})
                     predictions = scored if predictions is None else predictions.join(
                         scored[[c for c in scored if c.endswith(f"_{name}")]])
             else:
-                predictions = _score(rows, config, backend, console, config.model, config.adapter)
+                predictions = _score(rows, config, backend, console, config.model, config.adapter, local=local)
         predictions = score_rows(predictions, config)
         # Ray hands back Arrow-typed pandas columns whose pandas metadata pandas cannot read back: write plain Arrow.
         table = pa.Table.from_pandas(predictions, preserve_index=False).replace_schema_metadata(None)

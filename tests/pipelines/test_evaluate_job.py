@@ -24,7 +24,7 @@ def adapter(random_adapter):
 
 def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapter, tmp_path):
     config = EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter), out=str(tmp_path), n_boot=200,
-                            calibrate=1, option_orders=2)
+                            calibrate=1, option_orders=2, in_process_rows=0)  # Ray Data's path; the next test: both
     assert evaluate_job.run(config) == 0
     predictions = pd.read_parquet(tmp_path / "predictions")
     test = pd.read_parquet(prepared["test"])
@@ -85,6 +85,37 @@ def test_predictions_match_the_scorer_and_the_metric(local_ray, prepared, adapte
         assert row.order_tv_tuned == pytest.approx(0.5 * np.abs(reversed_ - dist).sum(), abs=1e-5)
     assert metrics["option_orders"]["orders"] == 2 and "tuned_order_avg" in systems
     assert "## Option-order robustness (2 orders)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_small_run_scores_in_this_process_with_ray_datas_results(local_ray, prepared, adapter, tmp_path,
+                                                                  monkeypatch):
+    real_init = evaluate_job.init_ray
+    calls = []
+    monkeypatch.setattr(evaluate_job, "init_ray", lambda *a, **k: calls.append(a) or real_init(*a, **k))
+    runs = {}
+    for rows in (0, 10**6):  # always Ray Data; in this process for anything this size
+        config = EvaluateConfig(test_file=str(prepared["test"]), adapter=str(adapter), out=str(tmp_path / str(rows)),
+                                n_boot=50, in_process_rows=rows)
+        evaluate_job.run(config)
+        runs[rows] = pd.read_parquet(tmp_path / str(rows) / "predictions")
+    assert len(calls) == 1  # only the first run started (attached to) Ray
+    ray_data, here = runs[0], runs[10**6]
+    assert list(ray_data.columns) == list(here.columns) and len(ray_data) == len(here) > 0
+    for column in ray_data:
+        if column.startswith("dist_"):  # Ray's actor runs torch on one thread: float sums may differ by rounding
+            for a, b in zip(ray_data[column], here[column]):
+                np.testing.assert_allclose(a, b, atol=1e-6)
+        elif ray_data[column].dtype.kind == "f":
+            np.testing.assert_allclose(ray_data[column], here[column], atol=1e-6)
+        else:
+            assert ray_data[column].astype(str).tolist() == here[column].astype(str).tolist()
+    # a cluster address, more than one replica, or more rows than the limit go to Ray Data
+    assert evaluate_job.in_process(config, 10, None)
+    assert not evaluate_job.in_process(config, 10, "127.0.0.1:6379")
+    assert not evaluate_job.in_process(config.model_copy(update={"replicas": 2}), 10, None)
+    assert not evaluate_job.in_process(config.model_copy(update={"in_process_rows": 9}), 10, None)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert not evaluate_job.in_process(config, 10, None)
 
 
 def test_excluded_questions_are_left_out(local_ray, prepared, tmp_path):

@@ -31,7 +31,7 @@ import torch
 
 from demoscope.decoding.lm import cache_kwarg, encode, forward
 from demoscope.errors import ModelError
-from demoscope.models.scoring import common_prefix_length
+from demoscope.models.prefix_sharing import common_prefix_length
 
 # SmallModel.adapter default: run the model as it is (whatever adapter is active, if any).
 AS_IS = "<as-is>"

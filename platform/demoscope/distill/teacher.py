@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from demoscope.errors import ConfigError, ModelError
-from demoscope.models.scoring import PrefixSharingLM
+from demoscope.models.prefix_sharing import PrefixSharingLM
 
 LABEL_WORDS = ("Negative", "Positive")
 N_SHOTS = 3
@@ -114,8 +114,8 @@ class TeacherLabeler:
 
     Prompts are encoded with the tokenizer's special tokens (a Llama
     tokenizer adds BOS, as the reference's batch tokenisation did) and run
-    through :class:`~demoscope.models.scoring.PrefixSharingLM`: few-shot
-    prompts share their instruction and examples, which run once per batch
+    through :class:`~demoscope.models.prefix_sharing.PrefixSharingLM`: few-shot
+    prompts share their instruction and examples, which run once
     (the EEC's 8,640 sentences behind one fixed 3-shot prefix cost little
     more than the sentences). Explicit position ids keep a padded prompt's
     scores what they are alone; the output is in the input order. The

@@ -1,8 +1,8 @@
 """Option scoring: the distribution a causal LM puts on a survey question's answer letters.
 
 One protocol, :class:`OptionScorer`, two backends: :class:`TransformersOptionScorer`
-runs anywhere (CPU tests, small GPU jobs) and batches prompts that share a
-prefix over one KV cache; :class:`~demoscope.models.vllm_scoring.VLLMOptionScorer`
+runs anywhere (CPU tests, small GPU jobs) and runs each token prefix that
+prompts share once (:mod:`demoscope.models.prefix_sharing`); :class:`~demoscope.models.vllm_scoring.VLLMOptionScorer`
 reads vLLM's log-probs at the first generated position, exactly or from the
 top k as SubPOP's ``run_inference.py`` does.
 
@@ -17,8 +17,7 @@ distribution and count it in ``zero_mass_count``; SubPOP has no guard there.
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any, ContextManager, Protocol, runtime_checkable
 
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from demoscope.errors import ModelError
+from demoscope.models.prefix_sharing import PrefixSharingLM
 
 N_LETTERS = 26
 
@@ -157,130 +157,15 @@ class OptionScorer(Protocol):
         ...
 
 
-def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
-    """Number of leading positions where ``a`` and ``b`` agree.
-
-    Here (not in :mod:`demoscope.decoding`) because decoding imports models,
-    never the reverse: batch planning and the guidance score both use it.
-    """
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n
-
-
-# A forward pass costs on CPU about as much as recomputing this many prompt tokens.
-SPLIT_COST_TOKENS = 64
-
-
-def plan_batches(ids: list[list[int]], batch_size: int) -> list[tuple[list[int], int]]:
-    """Group prompt indices into batches that share long token prefixes; returns ``[(indices, shared)]``.
-
-    Prompts are sorted by token ids, so prompts with a common prefix are
-    adjacent. A batch's ``shared`` prefix is the shortest common prefix of
-    neighbours in it, kept one token short of its shortest prompt (each
-    prompt needs a token of its own to read logits at). Walking the sorted
-    list, a prompt joins the current batch unless the batch is full or
-    joining wastes more than ``SPLIT_COST_TOKENS`` of recompute: the members'
-    prefix shrinking (members x tokens lost) plus what the prompt would share
-    with its successor in a fresh batch. So batches end at steering-group
-    boundaries instead of straddling them, as fixed chunks would.
-    """
-    order = sorted(range(len(ids)), key=ids.__getitem__)
-    seqs = [ids[i] for i in order]
-    links = [min(common_prefix_length(a, b), len(a) - 1, len(b) - 1) for a, b in zip(seqs, seqs[1:])] + [0]
-    batches: list[tuple[list[int], int]] = []
-    members: list[int] = []
-    shared = 0
-    for j, i in enumerate(order):
-        if members:
-            new = links[j - 1] if len(members) == 1 else min(shared, links[j - 1])
-            lost = (len(members) * (shared - new) if len(members) > 1 else 0) + max(0, links[j] - new)
-            if len(members) < batch_size and lost <= SPLIT_COST_TOKENS:
-                members.append(i)
-                shared = new
-                continue
-            batches.append((members, shared if len(members) > 1 else 0))
-        members, shared = [i], 0
-    if members:
-        batches.append((members, shared if len(members) > 1 else 0))
-    return batches
-
-
-class PrefixSharingLM:
-    """Next-token log-probs of many prompts from one causal LM, batched, each batch's common prefix run once.
-
-    Token sequences are grouped by :func:`plan_batches` (sorted by ids, at
-    most ``batch_size`` each, cut where the shared prefix would collapse). In
-    each batch the common prefix runs once (batch 1) and its KV cache is
-    repeated over the batch; only the right-padded suffixes then run, with
-    an attention mask and explicit position ids, and logits are taken at each
-    sequence's last real token. Used by the option scorer and the few-shot
-    sentiment teacher, whose prompts share long steering or example prefixes.
-    ``reuse_prefix=False`` runs each batch whole (benchmarks, debugging).
-    """
-
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 16, reuse_prefix: bool = True):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model, self.batch_size, self.reuse_prefix = model, batch_size, reuse_prefix
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self._pad_id = pad if pad is not None else 0
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        # transformers 5 (5.24 here) renamed forward(past_key_values=) to forward(cache=); the old
-        # name warns until 5.40. vLLM's GPU environment pins an older transformers: take either.
-        params = inspect.signature(base.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
-
-    def batches(self, ids: list[list[int]]) -> Iterator[tuple[list[int], torch.Tensor]]:
-        """``(indices, log-probs [len(indices), vocab])`` per batch; every index of ``ids`` appears once."""
-        with torch.inference_mode():
-            for batch, shared in plan_batches(ids, self.batch_size):
-                yield batch, self._next_token_logprobs([ids[i] for i in batch], shared if self.reuse_prefix else 0)
-
-    def _next_token_logprobs(self, seqs: list[list[int]], shared: int) -> torch.Tensor:
-        """Log-softmax of the next-token logits after each sequence (their first ``shared`` tokens equal)."""
-        device = self.model.device
-        n = len(seqs)
-        extra: dict[str, Any] = {}
-        if shared > 0:
-            prefix = torch.tensor([seqs[0][:shared]], device=device)
-            out = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1)  # only the cache is needed
-            cache = out["cache"] if "cache" in out else out["past_key_values"]
-            cache.batch_repeat_interleave(n)
-            extra = {self._cache_kwarg: cache, "use_cache": True}
-        suffixes = [s[shared:] for s in seqs]
-        lengths = torch.tensor([len(s) for s in suffixes])
-        width = int(lengths.max())
-        input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
-        for i, s in enumerate(suffixes):
-            input_ids[i, : len(s)] = torch.tensor(s)
-        # Right padding: a real token never attends to a pad (pads come after it); the mask
-        # still marks them so implementations that check it see the true lengths.
-        mask = torch.cat([torch.ones(n, shared, dtype=torch.long), torch.arange(width)[None, :] < lengths[:, None]], 1)
-        positions = (shared + torch.arange(width)).expand(n, width)
-        last = lengths - 1
-        # Only project the positions we read onto the vocabulary (1-D logits_to_keep works on
-        # transformers 4.5x and 5.x alike); then pick each row's own last position.
-        keep, row_pos = torch.unique(last, return_inverse=True)
-        out = self.model(
-            input_ids=input_ids.to(device), attention_mask=mask.to(device),
-            position_ids=positions.to(device), logits_to_keep=keep.to(device), **extra,
-        )
-        logits = out.logits[torch.arange(n, device=device), row_pos.to(device)]
-        return torch.log_softmax(logits.float(), dim=-1)
-
-
 class TransformersOptionScorer:
     """Score prompts with a Hugging Face causal LM (optionally a PEFT model), batched with prefix reuse.
 
     Prompts are tokenised with :func:`encode_prompts` and run through
-    :class:`PrefixSharingLM` (batches of prompts with a common token prefix,
-    the prefix run once over a shared KV cache).
+    :class:`~demoscope.models.prefix_sharing.PrefixSharingLM` (the prompts'
+    radix tree, each shared prefix run once, its KV cache reused below it).
     ``adapter=None`` scores the base model (adapters disabled); a name
-    scores with that PEFT adapter. ``reuse_prefix=False`` runs each batch
-    whole (for benchmarks and debugging). Results come back in input order.
+    scores with that PEFT adapter. ``reuse_prefix=False`` runs each prompt
+    whole in padded batches (for benchmarks and debugging). Results come back in input order.
     """
 
     def __init__(

@@ -158,7 +158,7 @@ class OptionScorer(Protocol):
 
 
 class TransformersOptionScorer:
-    """Score prompts with a Hugging Face causal LM (optionally a PEFT model), batched with prefix reuse.
+    """Score prompts with a Hugging Face causal LM (optionally a PEFT model), each shared prefix run once.
 
     Prompts are tokenised with :func:`encode_prompts` and run through
     :class:`~demoscope.models.prefix_sharing.PrefixSharingLM` (the prompts'

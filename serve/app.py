@@ -21,16 +21,19 @@ the server's limits. When no model replica answers, requests get 503 with
 
 
 import asyncio
+import html
 import math
 import os
 import time
 from collections import defaultdict
+from functools import cache
 from importlib.resources import files
+from typing import Annotated, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -43,11 +46,15 @@ from demoscope.serve.schemas import (
     Generated,
     GenerateRequest,
     GenerateResponse,
+    Group,
     ModelInfo,
     OpinionItem,
     OpinionResult,
     OpinionsRequest,
     OpinionsResponse,
+    Question,
+    QuestionsResponse,
+    SubpopulationsResponse,
 )
 
 api = FastAPI(
@@ -77,6 +84,69 @@ async def _docs(request: Request) -> HTMLResponse:
                                swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
                                swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
                                swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png")
+
+
+# The opinion explorer: one HTML page, its stylesheet, script and example questionnaire, shipped as package data.
+EXPLORER = files("demoscope.serve") / "static"
+EXPLORER_FILES = {"explorer.css": "text/css; charset=utf-8", "explorer.js": "text/javascript; charset=utf-8",
+                  "example.csv": "text/csv; charset=utf-8"}
+# The page and its files hold no data, so they need no token: the page asks for one when the API answers 401.
+# ("" is the page under a route prefix without its trailing slash.)
+Guard.open_paths = ("/healthz", "/", "", *(f"/explorer/{name}" for name in EXPLORER_FILES))
+CODEBOOK = "opinionqa"  # the shipped codebook the explorer offers questions from
+
+
+@api.get("/", include_in_schema=False)
+async def _explorer(request: Request) -> HTMLResponse:
+    """The opinion explorer page; its links carry the app's route prefix, so it works under any prefix."""
+    root = request.scope.get("root_path", "").rstrip("/")
+    page = (EXPLORER / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(page.replace("__ROOT__", html.escape(root, quote=True)), headers={"Cache-Control": "no-cache"})
+
+
+@api.get("/explorer/{name}", include_in_schema=False)
+async def _explorer_file(name: str) -> Response:
+    """The explorer's stylesheet, script and example CSV (a fixed list: no path ever reaches the file system)."""
+    if name not in EXPLORER_FILES:
+        raise ApiError(404, "not found", f"no explorer file {name!r}")
+    return Response((EXPLORER / name).read_bytes(), media_type=EXPLORER_FILES[name],
+                    headers={"Cache-Control": "no-cache"})
+
+
+@cache
+def _shipped_questions() -> tuple[Question, ...]:
+    """The codebook's questions as items: ordinal padded with -1 for options past the scale (refusal last)."""
+    from demoscope.surveys.metadata import load_codebook
+
+    found = []
+    for key, entry in load_codebook(CODEBOOK).items():
+        if not entry.options or len(entry.options) < 2:
+            continue
+        options = list(entry.options)
+        scale = list(entry.ordinal or range(1, len(options) + 1))[:len(options)]
+        found.append(Question(key=key, question=entry.question, options=options,
+                              ordinal=[float(x) for x in scale] + [-1.0] * (len(options) - len(scale))))
+    return tuple(found)
+
+
+@api.get("/v1/questions", response_model=QuestionsResponse)
+async def questions(q: Annotated[str, Query(max_length=200, description="words that must all appear in the "
+                                            "question or its key (case-insensitive)")] = "",
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> QuestionsResponse:
+    """The shipped OpinionQA codebook's questions, with options and ordinal positions, filtered by ``q``."""
+    words = q.lower().split()
+    matching = [x for x in _shipped_questions() if all(w in f"{x.key} {x.question}".lower() for w in words)]
+    return QuestionsResponse(codebook=CODEBOOK, total=len(matching), questions=matching[:limit])
+
+
+@api.get("/v1/subpopulations", response_model=SubpopulationsResponse)
+async def subpopulations(which: Annotated[Literal["22", "61"], Query(alias="set", description="SubPOP's 22 groups "
+                                                                     "or all 61")] = "22") -> SubpopulationsResponse:
+    """SubPOP's subpopulations: the attribute and group to put in an item's ``subpopulation``."""
+    from demoscope.surveys.metadata import load_subpopulations
+
+    return SubpopulationsResponse(set=which, subpopulations=[Group(attribute=s.attribute, group=s.group)
+                                                             for s in load_subpopulations(which)])
 
 
 @api.exception_handler(ApiError)

@@ -37,7 +37,8 @@ def run(config: ServeConfig, address: str | None = None, verbose: bool = False) 
 
     serve.start(http_options={"host": config.host, "port": config.port})
     serve.run(build_app(config.model_dump(mode="json")), name="demoscope", route_prefix="/")
-    print(f"serving {config.model} at http://{config.host}:{config.port} (docs: /docs)", flush=True)
+    print(f"serving {config.model} at http://{config.host}:{config.port} (opinion explorer: /, API docs: /docs)",
+          flush=True)
     if not config.blocking:
         return 0
     stop = {"now": False}

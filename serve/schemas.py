@@ -123,3 +123,34 @@ class GenerateResponse(BaseModel):
     method: str
     model: str
     results: list[Generated]
+
+
+class Question(BaseModel):
+    """A shipped codebook question, ready to send as an item (refusal-type options carry ordinal -1)."""
+
+    key: str = Field(..., examples=["CARRYGUN_W26"])
+    question: str
+    options: list[str]
+    ordinal: list[float] = Field(..., description="one entry per option; -1: not on the scale (e.g. Refused)")
+
+
+class QuestionsResponse(BaseModel):
+    """``GET /v1/questions``: the shipped codebook's questions matching the filter."""
+
+    codebook: str
+    total: int = Field(..., description="questions matching the filter (the list holds at most `limit`)")
+    questions: list[Question]
+
+
+class Group(BaseModel):
+    """One of SubPOP's subpopulations, as an item's ``subpopulation`` names it."""
+
+    attribute: str = Field(..., examples=["POLPARTY"])
+    group: str = Field(..., examples=["Democrat"])
+
+
+class SubpopulationsResponse(BaseModel):
+    """``GET /v1/subpopulations``: SubPOP's 22 or 61 groups."""
+
+    set: Literal["22", "61"]
+    subpopulations: list[Group]

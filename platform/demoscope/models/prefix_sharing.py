@@ -83,10 +83,10 @@ def prefix_tree(ids: Sequence[Sequence[int]], min_saving: int = MIN_SAVING_TOKEN
         raise ValueError("every token sequence needs at least one token")
     order = sorted(range(len(ids)), key=lambda i: ids[i])
     segments: list[Segment] = []
-    # (run of sorted prompts lo:hi, depth they share, where the pending segment starts, parent, level)
-    stack = [(0, len(order), 0, 0, -1, 0)] if order else []
+    # (run of sorted prompts lo:hi, where its pending segment starts, parent, level)
+    stack = [(0, len(order), 0, -1, 0)] if order else []
     while stack:
-        lo, hi, depth, start, parent, level = stack.pop()
+        lo, hi, start, parent, level = stack.pop()
         end = common_prefix_length(ids[order[lo]], ids[order[hi - 1]])
         ending = lo
         while ending < hi and len(ids[order[ending]]) == end:  # shorter sequences sort first
@@ -105,7 +105,7 @@ def prefix_tree(ids: Sequence[Sequence[int]], min_saving: int = MIN_SAVING_TOKEN
                 segments[parent].children += 1
             parent, level, start = len(segments) - 1, level + 1, end
             segments[parent].reads.extend((order[i], end - 1 - segments[parent].start) for i in range(lo, ending))
-        stack.extend((j, k, end, start, parent, level) for j, k in branches)
+        stack.extend((j, k, start, parent, level) for j, k in branches)
     return segments
 
 

@@ -2,7 +2,9 @@
 
 On a lent GPU machine (the device tool's ``run``; it copies the working tree,
 not the venv, so this script puts the repo's ``platform/`` on ``sys.path``
-itself and needs only torch, transformers, peft, accelerate and numpy):
+itself and needs only torch, transformers, peft, accelerate and numpy; its
+inputs and measuring tools are ``gpu_check_inputs.py`` and
+``gpu_check_roofline.py`` beside it):
 
     PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu_check.json
 
@@ -61,16 +63,12 @@ a section that raises is recorded with its error and the exit status is 1.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import sys
-import tempfile
 import time
 import traceback
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +80,38 @@ REPO = Path(__file__).resolve().parents[1]
 LIBRARY_PATH = str(REPO / "platform")
 if LIBRARY_PATH not in sys.path:
     sys.path.insert(0, LIBRARY_PATH)
+# Its sibling modules (already on the path when run as a script; not under runpy or an import by file).
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.append(str(Path(__file__).resolve().parent))
+
+from gpu_check_inputs import (  # noqa: E402
+    LETTER_IDS,
+    SPACE_LETTER_IDS,
+    IdTokenizer,
+    add_lora,
+    gradient_batches,
+    opinion_batches,
+    subpop_shaped_ids,
+    trie_positions,
+)
+from gpu_check_roofline import (  # noqa: E402
+    SHAPES,
+    PositionCounter,
+    build_model,
+    machine_info,
+    measure_matmul_rate,
+    nominal_rate,
+    parameter_counts,
+    peak_memory_mib,
+    rate_text,
+    reset_peak_memory,
+    share,
+    timed,
+    write_json,
+)
 
 SECTIONS = ("scoring", "gradients", "training")
 
-# Model shapes. "1b" is Llama-3.2-1B's (rope scaling left out: it changes no cost).
-SHAPES: dict[str, dict[str, int]] = {
-    "1b": {"vocab_size": 128256, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-           "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64},
-    "tiny": {"vocab_size": 512, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16},
-}
 # Per-config defaults of the budget knobs; the tiny ones keep the CPU test to seconds.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "1b": {"dtype": "bfloat16", "groups": 22, "questions": 20, "batch_size": 16, "repeats": 3, "grad_samples": 64,
@@ -99,196 +119,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "tiny": {"dtype": "float32", "groups": 6, "questions": 8, "batch_size": 16, "repeats": 2, "grad_samples": 16,
              "grad_seq_len": 32, "train_batch_size": 8, "train_steps": 3, "matmul_n": 512},
 }
-# Dense bf16 tensor-core peaks from NVIDIA's datasheets, matched on the device name in this order.
-NOMINAL_BF16 = (("H100 PCIe", 756e12), ("H200", 989e12), ("H100", 989e12), ("A100", 312e12))
-
-# Token ids of the stand-in vocabulary: pad, BOS, EOS, the answer letters without and with a space, then text.
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-LETTER_IDS = list(range(4, 30))
-SPACE_LETTER_IDS = list(range(30, 56))
-FIRST_TEXT_ID = 60
-
-# The shape of bench/scoring.py's 440 QA-steered SubPOP prompts, measured with the repo's tiny tokenizer
-# (78,198 tokens; their prefix trie has 31,793 nodes). Group g's steering prefix has GROUP_PREFIX[g] tokens
-# (BOS included), the first GROUP_SHARED[g] of them equal to group g-1's (same attribute, or "<s>Question:").
-GROUP_PREFIX = [80, 78, 134, 124, 63, 64, 88, 90, 87, 121, 121, 79, 76, 74, 75, 74, 73, 140, 138, 138, 139, 139]
-GROUP_SHARED = [0, 49, 6, 93, 9, 34, 5, 58, 58, 5, 87, 5, 48, 5, 46, 46, 46, 6, 109, 109, 109, 109]
-# The 20 questions after the prefix, in sorted-token order: length, tokens shared with the previous one, options.
-QUESTION_TOKENS = [82, 83, 84, 76, 81, 74, 80, 92, 71, 72, 84, 85, 83, 84, 71, 70, 69, 54, 88, 76]
-QUESTION_SHARED = [0, 12, 17, 11, 3, 2, 2, 9, 9, 7, 9, 1, 3, 0, 28, 28, 0, 0, 3, 22]
-QUESTION_OPTIONS = [4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 2, 2, 2, 4, 2, 3, 3]
-
-
-# -- small helpers ---------------------------------------------------------------------------------------------
-
-
-def sync(device: torch.device) -> None:
-    """Wait for queued kernels, so wall-clock timings cover the GPU work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    """``(fn(), seconds)``, synchronised on both sides."""
-    sync(device)
-    start = time.perf_counter()
-    result = fn()
-    sync(device)
-    return result, time.perf_counter() - start
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` to ``path`` atomically (a temp file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def rate_text(flops_per_s: float) -> str:
-    """A FLOP rate in TFLOP/s, or GFLOP/s below one TFLOP/s (CPU)."""
-    return f"{flops_per_s / 1e12:.1f} TFLOP/s" if flops_per_s >= 1e12 else f"{flops_per_s / 1e9:.1f} GFLOP/s"
-
-
-def share(flops: float, seconds: float, peak: float) -> float:
-    """Achieved rate ``flops / seconds`` as a fraction of ``peak``."""
-    return flops / seconds / peak
-
-
-def peak_memory_mib(device: torch.device) -> float | None:
-    """Peak GPU memory allocated since the last reset (None on CPU)."""
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a section's peak-memory count afresh."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-# -- machine, model, roofline -----------------------------------------------------------------------------------
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """Device name, library versions and core count, for the JSON and the first printed line."""
-    import peft
-    import transformers
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or 'cpu'})"
-    return {"device": str(device), "name": name, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "transformers": transformers.__version__, "peft": peft.__version__}
-
-
-def nominal_rate(name: str, dtype: torch.dtype) -> float | None:
-    """The datasheet's dense bf16 rate for a known GPU name, else None."""
-    if dtype != torch.bfloat16:
-        return None
-    return next((rate for key, rate in NOMINAL_BF16 if key in name), None)
-
-
-def measure_matmul_rate(device: torch.device, dtype: torch.dtype, n: int, iters: int = 20, rounds: int = 5) -> float:
-    """FLOP/s of ``n x n`` matmuls in ``dtype``: warm-up, then the best of ``rounds`` timed batches of ``iters``."""
-    g = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=g)
-    c = torch.empty(n, n, device=device, dtype=dtype)
-    for _ in range(3):  # warm-up: cuBLAS picks its kernel, clocks ramp up
-        torch.matmul(a, b, out=c)
-    best = math.inf
-    for _ in range(rounds):
-        _, seconds = timed(lambda: [torch.matmul(a, b, out=c) for _ in range(iters)], device)
-        best = min(best, seconds)
-    return 2.0 * n**3 * iters / best
-
-
-def build_model(config_name: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
-    """A seeded random Llama of the named shape, built from its config directly on ``device``."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    config = LlamaConfig(**SHAPES[config_name], max_position_embeddings=4096, tie_word_embeddings=True,
-                         pad_token_id=PAD_ID, bos_token_id=BOS_ID, eos_token_id=EOS_ID)
-    torch.manual_seed(0)
-    with torch.device(device):  # initialise on the GPU: a 1.2B CPU init would cost tens of seconds
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    return model.to(device).eval()
-
-
-def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """``total`` (tied embedding once), ``head`` (the vocabulary projection) and ``body`` (the rest but embeddings)."""
-    total = sum(p.numel() for p in model.parameters())
-    head = model.get_output_embeddings().weight.numel()
-    body = sum(p.numel() for n, p in model.named_parameters() if "embed_tokens" not in n and "lm_head" not in n)
-    return {"total": total, "head": head, "body": body}
 
 
 # -- (a) the option scorer -----------------------------------------------------------------------------------
-
-
-class IdTokenizer:
-    """Stand-in tokenizer for a machine without one: a prompt's text is its token ids, space-separated.
-
-    It answers exactly what the option scorer asks: ``tok(prompts)["input_ids"]``,
-    and ``encode``/``decode`` of ``"Answer:X"`` / ``"Answer: X"`` for the letter ids.
-    """
-
-    name_or_path = "token-ids"
-    pad_token_id, eos_token_id = PAD_ID, EOS_ID
-
-    def __call__(self, texts: Sequence[str]) -> dict[str, list[list[int]]]:
-        """Token ids of each prompt."""
-        return {"input_ids": [[int(t) for t in text.split()] for text in texts]}
-
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        """Ids of an answer line ``"Answer:X"`` (letter without a space) or ``"Answer: X"`` (with one)."""
-        head, _, letter = text.rpartition(":")
-        if head != "Answer" or len(letter.strip()) != 1:
-            raise ValueError(f"the stand-in tokenizer only encodes answer lines, got {text!r}")
-        k = ord(letter.strip()) - 65
-        return [EOS_ID, (SPACE_LETTER_IDS if letter.startswith(" ") else LETTER_IDS)[k]]
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """Text of letter ids (``"A"`` or ``" A"``); other ids decode to ``"?"``."""
-        return "".join(chr(65 + LETTER_IDS.index(i)) if i in LETTER_IDS
-                       else " " + chr(65 + SPACE_LETTER_IDS.index(i)) if i in SPACE_LETTER_IDS else "?" for i in ids)
-
-
-def subpop_shaped_ids(groups: int, questions: int, vocab: int, seed: int = 0) -> tuple[list[list[int]], list[int]]:
-    """``groups x questions`` token-id prompts with the real prompts' sharing, and their option counts."""
-    if not (1 <= groups <= len(GROUP_PREFIX) and 1 <= questions <= len(QUESTION_TOKENS)):
-        raise ValueError(f"groups must be 1..{len(GROUP_PREFIX)} and questions 1..{len(QUESTION_TOKENS)}")
-    rng = np.random.default_rng(seed)
-
-    def chain(lengths: Sequence[int], shared: Sequence[int], start: list[int]) -> list[list[int]]:
-        # Each piece repeats the previous one's first `shared` tokens, then fresh random text.
-        pieces: list[list[int]] = []
-        for length, common in zip(lengths, shared):
-            head = pieces[-1][:common] if pieces and common else list(start)
-            pieces.append(head + rng.integers(FIRST_TEXT_ID, vocab, length - len(head)).tolist())
-        return pieces
-
-    prefixes = chain(GROUP_PREFIX[:groups], GROUP_SHARED[:groups], [BOS_ID])
-    suffixes = chain(QUESTION_TOKENS[:questions], QUESTION_SHARED[:questions], [])
-    ids = [p + s for p in prefixes for s in suffixes]
-    return ids, [n for _ in prefixes for n in QUESTION_OPTIONS[:questions]]
-
-
-def trie_positions(ids: Sequence[Sequence[int]]) -> int:
-    """Distinct token prefixes of ``ids``: the fewest positions any exact method that shares KV must run."""
-    seqs = sorted(ids)
-    total, previous = 0, ()
-    for seq in seqs:
-        common = 0
-        while common < min(len(seq), len(previous)) and seq[common] == previous[common]:
-            common += 1
-        total, previous = total + len(seq) - common, seq
-    return total
 
 
 def loop_scores(model: torch.nn.Module, ids: list[list[int]], n_options: Sequence[int]) -> list[np.ndarray]:
@@ -303,36 +136,6 @@ def loop_scores(model: torch.nn.Module, ids: list[list[int]], n_options: Sequenc
             p = (probs[no_space] + probs[space])[:n].cpu().numpy()
             out.append(p / p.sum())
     return out
-
-
-class PositionCounter:
-    """Count what a model's forwards run, whatever the caller batches: token positions in, positions projected.
-
-    Hooks on the input embedding (every position of every row, padding
-    included) and on the output head (the positions whose logits are
-    computed), so the figures follow the library's batching without
-    re-deriving its plan. Use it around an untimed run.
-    """
-
-    def __init__(self, model: torch.nn.Module):
-        self.model = model
-        self.body = self.head = self.passes = 0
-
-    def __enter__(self) -> PositionCounter:
-        def count_body(_module: Any, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-            self.body += inputs[0].numel()
-            self.passes += 1
-
-        def count_head(_module: Any, inputs: tuple[torch.Tensor, ...], _output: Any) -> None:
-            self.head += inputs[0].numel() // inputs[0].shape[-1]
-
-        self._hooks = [self.model.get_input_embeddings().register_forward_hook(count_body),
-                       self.model.get_output_embeddings().register_forward_hook(count_head)]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for hook in self._hooks:
-            hook.remove()
 
 
 def rounds_within(repeats: int, budget_s: float, started: float) -> Any:
@@ -421,46 +224,6 @@ def check_scoring(model: torch.nn.Module, args: argparse.Namespace, counts: dict
 # -- (b) per-sample projected gradients -----------------------------------------------------------------------
 
 
-def add_lora(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """SubPOP's LoRA (r=8, alpha=32, dropout 0.05, q/v) through PEFT, B matrices made non-zero as after training.
-
-    ``demoscope.training.lora`` holds these defaults but needs pydantic, which the GPU machine lacks.
-    """
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(r=8, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
-                        task_type="CAUSAL_LM", bias="none")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = get_peft_model(model, config)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name, param in model.named_parameters():
-            if "lora_B" in name:  # a fresh adapter has B = 0, so its gradients would be degenerate
-                param.copy_(torch.randn(param.shape) * 0.02)
-    return model.eval()
-
-
-def gradient_batches(vocab: int, samples: int, seq_len: int, batch_size: int,
-                     seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """Random right-padded rows of ``seq_len/2..seq_len`` tokens; each row's first quarter is an unscored prompt."""
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(FIRST_TEXT_ID, vocab, (samples, seq_len), generator=g)
-    lengths = torch.randint(seq_len // 2, seq_len + 1, (samples,), generator=g).tolist()
-    prompt = seq_len // 4
-    batches = []
-    for start in range(0, samples, batch_size):
-        rows = range(start, min(start + batch_size, samples))
-        width = max(lengths[i] for i in rows)
-        input_ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
-        mask, labels = torch.zeros_like(input_ids), torch.full_like(input_ids, -100)
-        for j, i in enumerate(rows):
-            n = lengths[i]
-            input_ids[j, :n], mask[j, :n], labels[j, prompt:n] = ids[i, :n], 1, ids[i, prompt:n]
-        batches.append({"input_ids": input_ids, "attention_mask": mask, "labels": labels})
-    return batches
-
-
 def check_gradients(model: torch.nn.Module, args: argparse.Namespace, counts: dict[str, int],
                     peak: float) -> dict[str, Any]:
     """(b) Samples/s of batched per-sample projected gradients against the per-sample loop."""
@@ -530,36 +293,6 @@ def check_gradients(model: torch.nn.Module, args: argparse.Namespace, counts: di
 
 
 # -- (c) one LoRA opinion-KL training step ---------------------------------------------------------------------
-
-
-def opinion_batches(ids: list[list[int]], n_options: Sequence[int], batch_size: int, steps: int,
-                    seed: int = 0) -> list[dict[str, torch.Tensor]]:
-    """``steps`` shuffled, left-padded opinion batches (as ``training.opinion_data.collate``, which needs pydantic).
-
-    Targets are random distributions over each question's options and a
-    refusal share, padded to ten letters by the library's ``pad_targets``.
-    """
-    from demoscope.training.objectives import pad_targets
-
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(steps):
-        rows = rng.choice(len(ids), size=batch_size, replace=len(ids) < batch_size)
-        width = max(len(ids[i]) for i in rows)
-        input_ids = torch.full((batch_size, width), PAD_ID, dtype=torch.long)
-        mask = torch.zeros_like(input_ids)
-        targets, ordinals = [], []
-        for j, i in enumerate(rows):
-            input_ids[j, width - len(ids[i]):], mask[j, width - len(ids[i]):] = torch.tensor(ids[i]), 1
-            dist = rng.dirichlet(np.ones(n_options[i] + 1))
-            target, ordinal = pad_targets(list(dist), list(range(1, n_options[i] + 1)))
-            targets.append(target)
-            ordinals.append(ordinal)
-        batches.append({"input_ids": input_ids, "attention_mask": mask,
-                        "position_ids": (mask.cumsum(1) - 1).clamp(min=0),
-                        "target": torch.tensor(targets, dtype=torch.float32),
-                        "ordinal": torch.tensor(ordinals, dtype=torch.float32)})
-    return batches
 
 
 def check_training(model: torch.nn.Module, args: argparse.Namespace, counts: dict[str, int],
